@@ -1,0 +1,1 @@
+"""Python stubs generated from proto/intervene/v1 (regenerate with `make protos`; never edit by hand)."""
