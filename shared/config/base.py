@@ -1,8 +1,7 @@
-"""Typed settings for every service, read from `INTERVENE_*` environment variables.
+"""Settings every service shares (listening, Redis, auth, limits, drain) and queue behaviour.
 
-One pydantic-settings class per service; every field carries its documentation, which the README's
-settings table repeats. Secrets can come from a mounted file (`*_FILE` fields), as Kubernetes
-Secrets are usually mounted.
+Every field carries its documentation, which the README's settings table repeats. Secrets can come
+from a mounted file (`*_FILE` fields), as Kubernetes Secrets are usually mounted.
 """
 
 from __future__ import annotations
@@ -20,9 +19,7 @@ class ServiceSettings(BaseSettings):
 
     host: str = Field("127.0.0.1", description="Address the gRPC server binds to (0.0.0.0 in containers).")
     port: int = Field(50050, ge=0, le=65535, description="gRPC port (0 picks a free one).")
-    metrics_port: int = Field(
-        0, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0 disables it."
-    )
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of the Prometheus /metrics endpoint; 0 disables it.")
     redis_url: str = Field("redis://127.0.0.1:6379/0", description="Redis URL (redis:// or rediss://).")
     redis_password_file: Path | None = Field(
         None, description="File holding the Redis password; overrides a password in the URL."
@@ -103,19 +100,4 @@ class QueueSettings(BaseSettings):
     claim_idle_ms: int = Field(
         30_000, ge=1, description="An entry unacknowledged this long is reclaimed by another consumer."
     )
-    max_deliveries: int = Field(
-        5, ge=1, description="Deliveries after which an entry moves to the dead-letter stream."
-    )
-
-
-class PairStoreSettings(ServiceSettings):
-    """The pair store service."""
-
-    port: int = Field(50054, ge=0, le=65535, description="gRPC port of the pair store.")
-    key_prefix: str = Field("intervene:pairs", description="Prefix of every Redis key the pair store writes.")
-    max_page_size: int = Field(1000, ge=1, description="Largest ListPairs page.")
-    max_pairs_per_put: int = Field(1000, ge=1, description="Most pairs one PutPairs call may carry.")
-    max_field_chars: int = Field(
-        1_000_000, ge=1, description="Longest text field (prompt, prefix, chosen, rejected) a pair may have."
-    )
-    consume_queue: bool = Field(True, description="Run the `pair.created` queue consumer beside the server.")
+    max_deliveries: int = Field(5, ge=1, description="Deliveries after which an entry moves to the dead-letter stream.")

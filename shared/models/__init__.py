@@ -1,0 +1,1 @@
+"""Model loading shared by generation, training and evaluation."""
