@@ -7,6 +7,7 @@ from a mounted file (`*_FILE` fields), as Kubernetes Secrets are usually mounted
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,7 +43,20 @@ class ServiceSettings(BaseSettings):
     dependency_check_seconds: float = Field(
         1.0, gt=0, description="How often health re-checks the service's dependencies (Redis, peers)."
     )
+    max_workers: int = Field(
+        16, ge=1, description="Threads serving RPCs; each open server-streaming call holds one until it ends."
+    )
+    tls_cert_file: Path | None = Field(
+        None, description="PEM certificate chain the gRPC server presents; unset serves plaintext (in-cluster mesh)."
+    )
+    tls_key_file: Path | None = Field(None, description="PEM private key of `tls_cert_file`.")
+    tls_client_ca_file: Path | None = Field(
+        None, description="PEM CA bundle; when set, clients must present a certificate it signed (mTLS)."
+    )
     log_level: str = Field("INFO", description="Python log level.")
+    log_format: Literal["json", "text"] = Field(
+        "json", description="Log lines as JSON objects (for log collectors) or plain text."
+    )
     log_text: bool = Field(
         False, description="Debug only: allow prompts, reasoning and pair text in logs (they hold harmful text)."
     )
@@ -53,6 +67,16 @@ class ServiceSettings(BaseSettings):
             raise ValueError(
                 "no bearer token configured: set INTERVENE_AUTH_TOKEN or INTERVENE_AUTH_TOKEN_FILE, "
                 "or INTERVENE_AUTH_DISABLED=true for local development"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _tls_complete(self) -> ServiceSettings:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("set both INTERVENE_TLS_CERT_FILE and INTERVENE_TLS_KEY_FILE, or neither")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError(
+                "INTERVENE_TLS_CLIENT_CA_FILE (mTLS) needs INTERVENE_TLS_CERT_FILE and INTERVENE_TLS_KEY_FILE"
             )
         return self
 

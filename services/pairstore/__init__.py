@@ -1,0 +1,1 @@
+"""The pair store service: durable, idempotent storage and sharded export of preference pairs."""

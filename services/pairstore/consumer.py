@@ -1,0 +1,34 @@
+"""The `pair.created` consumer: stores queued pairs, acking an entry only after its pair is in Redis."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+from shared.config.pairstore import PairStoreSettings
+from shared.pairs.store import PairRepository
+from shared.pairs.validation import InvalidPair, validate_pair
+from shared.protos.intervene.v1 import queue_pb2
+from shared.queues import BatchHandler, Delivery
+
+GROUP = "pairstore"
+
+
+def store_batch(repository: PairRepository, settings: PairStoreSettings) -> BatchHandler:
+    """A batch handler: one atomic write for the valid pairs of a batch; invalid entries fail (and, after
+    `max_deliveries`, land in the dead-letter stream with the reason)."""
+
+    def handle(deliveries: Sequence[Delivery[queue_pb2.PairCreated]]) -> Mapping[str, str]:
+        failures: dict[str, str] = {}
+        valid = []
+        for delivery in deliveries:
+            try:
+                validate_pair(delivery.message.pair, "pair", settings.max_field_chars)
+            except InvalidPair as error:
+                failures[delivery.entry_id] = str(error)
+            else:
+                valid.append(delivery.message.pair)
+        if valid:
+            repository.put(valid)
+        return failures
+
+    return handle

@@ -1,0 +1,5 @@
+"""`python -m shared.cli` is the `intervene` console script."""
+
+from shared.cli.main import cli
+
+cli()

@@ -1,0 +1,78 @@
+"""Settings of the intervention service (`INTERVENE_*`): peers, trigger pool, rounds, limits, datasets."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import Field
+
+from shared.config.base import ServiceSettings
+from shared.intervention.decisions import DEFAULT_REASONING_CLOSE
+
+
+class InterventionSettings(ServiceSettings):
+    """The intervention service: safe rollouts, bulk jobs and the queue workers that join the pipeline."""
+
+    port: int = Field(50053, ge=0, le=65535, description="gRPC port of the intervention service.")
+    generation_address: str = Field(
+        "127.0.0.1:50051", description="host:port of the generation service (SafeRollout calls it directly)."
+    )
+    judge_address: str = Field(
+        "127.0.0.1:50052", description="host:port of the judge service (SafeRollout calls it directly)."
+    )
+    pairstore_address: str | None = Field(
+        "127.0.0.1:50054",
+        description="host:port of the pair store, where SafeRollout stores its pairs; unset sends them to "
+        "`pair.created` instead.",
+    )
+    pairstore_group: str = Field(
+        "pairstore",
+        description="Consumer group of the pair store on `pair.created`: a job is done once it has taken the job's "
+        "pairs.",
+    )
+    peer_tls: bool = Field(False, description="Dial generation, judge and pair store over TLS (system roots).")
+    peer_ca_file: Path | None = Field(None, description="PEM CA bundle that signed the peers' certificates.")
+
+    trigger_pool: str = Field(
+        "default-v1", description="Trigger pool: a built-in name (`default-v1`) or the path of a pool JSON file."
+    )
+    triggers_per_rollout: int = Field(
+        0, ge=0, description="Triggers tried per intervention, in pool order; 0 tries every trigger of the pool."
+    )
+    max_rounds: int = Field(1, ge=1, description="Default intervention rounds per rollout (the paper trains with one).")
+    limit_rounds: int = Field(5, ge=1, description="Most rounds a request may ask for.")
+    reasoning_close: str = Field(
+        DEFAULT_REASONING_CLOSE,
+        description="Text between reasoning and response in pairs' suffixes (the generation service's forced_close).",
+    )
+
+    max_prompt_chars: int = Field(16_000, ge=1, description="Longest prompt text (after template wrapping).")
+    max_prompts_per_job: int = Field(100_000, ge=1, description="Most prompts one SubmitPrompts call may queue.")
+    limit_samples_per_prompt: int = Field(16, ge=1, description="Most rollouts per prompt a job may ask for.")
+    benign_samples_per_prompt: int = Field(
+        4, ge=2, description="Rollouts per prompt of a benign (over-refusal) job when the request leaves it unset."
+    )
+    data_dir: Path = Field(
+        Path("../shared/data"),
+        description="Folder of the named datasets (advbench, strongreject, xstest-safe, ...); dataset paths given "
+        "in requests are read on the server.",
+    )
+    job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="How long a finished job's state stays in Redis.")
+
+    min_deadline_seconds: float = Field(
+        1.0, gt=0, description="SafeRollout refuses calls whose deadline leaves less than this (DEADLINE_EXCEEDED)."
+    )
+    peer_timeout_seconds: float = Field(
+        600.0, gt=0, description="Longest wait for one generation or judge call when the client set no deadline."
+    )
+    watch_interval_seconds: float = Field(0.5, gt=0, description="How often WatchJob re-reads a job's counts.")
+
+    consume_queue: bool = Field(
+        True, description="Run the rollout.judged / continuation.judged workers (the bulk pipeline) beside the server."
+    )
+    queue_group: str = Field("intervention", description="Consumer group of the pipeline's workers.")
+    progress_group: str = Field(
+        "intervention-progress",
+        description="Consumer group that counts rollout.generated / continuation.generated entries per job.",
+    )
+    key_prefix: str = Field("intervene:jobs", description="Prefix of every Redis key the job state uses.")

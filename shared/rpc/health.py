@@ -1,0 +1,117 @@
+"""grpc.health.v1 status driven by the service's dependency checks.
+
+The status (for "" and for each served service name) is NOT_SERVING until every dependency check returns
+True, SERVING while they all do, NOT_SERVING again while any fails (Redis down), and NOT_SERVING for good
+once the server drains. Kubernetes readiness probes (`grpc:` probes) read it, so a replica that lost Redis
+stops receiving traffic instead of failing calls. Checks run in one background thread every
+`settings.dependency_check_seconds`; a check must return quickly (give Redis clients a socket timeout)
+and an exception counts as a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Mapping, Sequence
+
+import redis
+from grpc_health.v1 import health, health_pb2
+
+log = logging.getLogger("intervene.rpc.health")
+
+SERVING = health_pb2.HealthCheckResponse.SERVING
+NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+
+DependencyCheck = Callable[[], bool]
+
+
+def redis_check(client: redis.Redis) -> DependencyCheck:
+    """A dependency check that PINGs `client` (create it with socket timeouts so a dead host fails fast)."""
+
+    def check() -> bool:
+        try:
+            return bool(client.ping())
+        except redis.exceptions.RedisError:
+            return False
+
+    return check
+
+
+class HealthMonitor:
+    """Owns the health servicer and the thread that keeps its status in line with the dependencies."""
+
+    def __init__(
+        self, service_names: Sequence[str], dependencies: Mapping[str, DependencyCheck], interval_s: float
+    ) -> None:
+        self.servicer = health.HealthServicer(experimental_non_blocking=True)
+        self.names = ["", *service_names]
+        self._dependencies = dict(dependencies)
+        self._interval_s = interval_s
+        self._stopped = threading.Event()
+        self._draining = False
+        self._failing: set[str] = set()
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+        self._check_lock = threading.Lock()
+        self._status = NOT_SERVING
+        self.set(NOT_SERVING)
+
+    def set(self, status: int) -> None:
+        """Sets the status of every name; the next dependency check may change it again. Ignored once draining."""
+        with self._lock:
+            if self._draining:
+                return
+            self._status = status
+            for name in self.names:
+                self.servicer.set(name, status)
+
+    def status(self) -> int:
+        """The current status (a `HealthCheckResponse.ServingStatus` value; the same for every name)."""
+        return self._status
+
+    def check_dependencies(self) -> bool:
+        """Runs every check once, logs the ones that changed, and updates the status; True when all pass."""
+        with self._check_lock:
+            return self._check_dependencies()
+
+    def _check_dependencies(self) -> bool:
+        failing = set()
+        for name, check in self._dependencies.items():
+            try:
+                ok = bool(check())
+            except Exception as error:
+                ok = False
+                if name not in self._failing:
+                    log.warning("dependency check %r raised %s", name, type(error).__name__)
+            if not ok:
+                failing.add(name)
+        for name in sorted(failing - self._failing):
+            log.warning("dependency %r is failing: health is NOT_SERVING", name)
+        for name in sorted(self._failing - failing):
+            log.info("dependency %r is back", name)
+        self._failing = failing
+        self.set(NOT_SERVING if failing else SERVING)
+        return not failing
+
+    def start(self) -> None:
+        """Starts the checking thread (the first check runs at once)."""
+        self._thread = threading.Thread(target=self._run, name="health-checks", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stopped.is_set():
+            self.check_dependencies()
+            self._stopped.wait(self._interval_s)
+
+    def drain(self) -> None:
+        """NOT_SERVING from now on, whatever the dependencies say."""
+        with self._lock:
+            self._draining = True
+            self._status = NOT_SERVING
+        self.servicer.enter_graceful_shutdown()
+
+    def stop(self) -> None:
+        """Stops the checking thread."""
+        self._stopped.set()
+        if self._thread is not None and self._thread is not threading.current_thread():
+            self._thread.join(timeout=max(self._interval_s, 5.0))
