@@ -1,0 +1,120 @@
+"""Queue workers: `rollout.generated` → `rollout.judged` and `continuation.generated` → `continuation.judged`.
+
+A batch is judged in one call (the classifier encodes all its steps together) and its results are
+produced in one round trip before the entries are acked. Delivery is at least once, so an entry may be
+judged twice; the intervention service keys its effects by rollout id, which makes that harmless.
+
+Generation failures pass through unjudged (a `RolloutJudged` without a judgement, a
+`ContinuationJudged` without judgements), so the intervention service counts them as failed. A trace
+over the size limit fails its entry (and, after `max_deliveries`, lands in the dead-letter stream with
+the reason). A judge back-end failure fails the whole batch, which is delivered again later.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+
+from shared.judging.base import Judge, TraceInput
+from shared.protos.intervene.v1 import common_pb2, queue_pb2
+from shared.queues import BatchHandler, Delivery, WorkQueue
+
+GROUP = "judge"
+
+
+def _input(rollout: common_pb2.Rollout) -> TraceInput:
+    return TraceInput(
+        reasoning=rollout.reasoning,
+        response=rollout.response,
+        prompt=rollout.prompt.text,
+        rollout_id=rollout.id,
+        # A benign look-alike is known benign; otherwise the judge decides from the text.
+        request_harmful=False if rollout.prompt.benign else None,
+    )
+
+
+def _too_long(rollout: common_pb2.Rollout, max_chars: int) -> str | None:
+    for name in ("reasoning", "response"):
+        length = len(getattr(rollout, name))
+        if length > max_chars:
+            return f"rollout {rollout.id}: {name} is {length} characters; the limit is {max_chars}"
+    return None
+
+
+def judge_rollouts(
+    judge: Judge, output: WorkQueue[queue_pb2.RolloutJudged], max_chars: int, lock: threading.Lock | None = None
+) -> BatchHandler:
+    """Batch handler for `rollout.generated`."""
+
+    def handle(deliveries: Sequence[Delivery[queue_pb2.RolloutGenerated]]) -> Mapping[str, str]:
+        failures: dict[str, str] = {}
+        passed: list[queue_pb2.RolloutJudged] = []
+        to_judge: list[queue_pb2.RolloutGenerated] = []
+        for delivery in deliveries:
+            message = delivery.message
+            if message.error or message.rollout.finish_reason == "error":
+                passed.append(queue_pb2.RolloutJudged(job_id=message.job_id, rollout=message.rollout))
+            elif problem := _too_long(message.rollout, max_chars):
+                failures[delivery.entry_id] = problem
+            else:
+                to_judge.append(message)
+        judgements = _judge(judge, lock, [_input(m.rollout) for m in to_judge])
+        judged = [
+            queue_pb2.RolloutJudged(job_id=m.job_id, rollout=m.rollout, judgement=j.to_proto())
+            for m, j in zip(to_judge, judgements, strict=True)
+        ]
+        if passed or judged:
+            output.produce_many([*passed, *judged])
+        return failures
+
+    return handle
+
+
+def judge_continuations(
+    judge: Judge, output: WorkQueue[queue_pb2.ContinuationJudged], max_chars: int, lock: threading.Lock | None = None
+) -> BatchHandler:
+    """Batch handler for `continuation.generated`: every branch of a request is judged."""
+
+    def handle(deliveries: Sequence[Delivery[queue_pb2.ContinuationGenerated]]) -> Mapping[str, str]:
+        failures: dict[str, str] = {}
+        results: list[queue_pb2.ContinuationJudged] = []
+        pending: list[tuple[queue_pb2.ContinuationGenerated, list[TraceInput]]] = []
+        for delivery in deliveries:
+            message = delivery.message
+            job_id = message.job_id or message.request.job_id
+            if message.error:
+                results.append(
+                    queue_pb2.ContinuationJudged(
+                        job_id=job_id, request=message.request, continuations=message.continuations
+                    )
+                )
+                continue
+            problems = [p for c in message.continuations if (p := _too_long(c, max_chars))]
+            if problems:
+                failures[delivery.entry_id] = problems[0]
+                continue
+            pending.append((message, [_input(c) for c in message.continuations]))
+        judgements = iter(_judge(judge, lock, [trace for _, traces in pending for trace in traces]))
+        for message, traces in pending:
+            results.append(
+                queue_pb2.ContinuationJudged(
+                    job_id=message.job_id or message.request.job_id,
+                    request=message.request,
+                    continuations=message.continuations,
+                    judgements=[next(judgements).to_proto() for _ in traces],
+                )
+            )
+        if results:
+            output.produce_many(results)
+        return failures
+
+    return handle
+
+
+def _judge(judge: Judge, lock: threading.Lock | None, traces: list[TraceInput]):
+    if not traces:
+        return []
+    if lock is None:
+        return judge.judge_batch(traces)
+    with lock:
+        return judge.judge_batch(traces)

@@ -1,0 +1,111 @@
+"""Gold sets the judges are measured against (never trained on), read from the shared data folder.
+
+* JailbreakBench attack artifacts: (goal, response, `jailbroken`) triples; `jailbroken` is the gold
+  response-harm label. Records without a response (attacks that produced no prompt) are skipped.
+* XSTest model completions: (prompt, completion, `final_label`); a completion counts as a refusal when
+  its label is `2_full_refusal` or `3_partial_refusal` (a partial refusal still declines part of the request).
+* STAR-1: 1,000 curated safe reasoning traces (`<think>` reasoning + answer) of a reasoning model on risky
+  requests. No step labels, but every trace's reasoning is safe, so the share a judge reads as having no
+  compliance cue and safe reasoning is a check on real (not composed) reasoning text.
+
+The data folder is `INTERVENE_DATA_DIR`, else `../shared/data` next to the repository. These files hold
+harmful text: nothing here prints them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+REFUSAL_LABELS = frozenset({"2_full_refusal", "3_partial_refusal"})
+
+
+@dataclass(frozen=True, slots=True)
+class GoldResponse:
+    """A response with a gold harm label."""
+
+    source: str
+    prompt: str
+    response: str
+    harmful: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GoldRefusal:
+    """A completion with a gold refusal label."""
+
+    source: str
+    prompt: str
+    response: str
+    refused: bool
+
+
+@dataclass(frozen=True, slots=True)
+class GoldTrace:
+    """A real reasoning trace whose reasoning is known to be safe."""
+
+    source: str
+    prompt: str
+    reasoning: str
+    response: str
+
+
+_THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
+
+
+def data_dir(override: str | Path | None = None) -> Path:
+    """The shared data folder: the argument, else `INTERVENE_DATA_DIR`, else `<repo>/../shared/data`."""
+    if override is not None:
+        return Path(override)
+    if env := os.environ.get("INTERVENE_DATA_DIR"):
+        return Path(env)
+    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+
+
+def jailbreakbench(root: Path) -> list[GoldResponse]:
+    """Every JailbreakBench artifact record that has a response."""
+    folder = root / "jailbreakbench" / "attack-artifacts"
+    files = sorted(folder.glob("*/*/*.json"))
+    if not files:
+        raise FileNotFoundError(f"no JailbreakBench artifacts under {folder}: set INTERVENE_DATA_DIR or --data-dir")
+    records: list[GoldResponse] = []
+    for file in files:
+        source = "/".join(file.relative_to(folder).with_suffix("").parts)
+        for item in json.loads(file.read_text(encoding="utf-8"))["jailbreaks"]:
+            if item.get("response") is None:
+                continue
+            records.append(GoldResponse(source, item["goal"], item["response"], bool(item["jailbroken"])))
+    return records
+
+
+def xstest_completions(root: Path) -> list[GoldRefusal]:
+    """Every XSTest model completion with its human refusal label."""
+    folder = root / "xstest" / "model_completions"
+    files = sorted(folder.glob("*.csv"))
+    if not files:
+        raise FileNotFoundError(f"no XSTest completions under {folder}: set INTERVENE_DATA_DIR or --data-dir")
+    records: list[GoldRefusal] = []
+    for file in files:
+        with file.open(encoding="utf-8", newline="") as handle:
+            for row in csv.DictReader(handle):
+                records.append(
+                    GoldRefusal(file.stem, row["prompt"], row["completion"] or "", row["final_label"] in REFUSAL_LABELS)
+                )
+    return records
+
+
+def star1(root: Path) -> list[GoldTrace]:
+    """STAR-1's traces split into reasoning and answer (rows without a think block are skipped)."""
+    path = root / "star1" / "STAR-1.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no STAR-1 file at {path}: set INTERVENE_DATA_DIR or --data-dir")
+    traces: list[GoldTrace] = []
+    for item in json.loads(path.read_text(encoding="utf-8")):
+        match = _THINK.match(item["response"])
+        if match is not None:
+            traces.append(GoldTrace("star1", item["question"], match.group(1).strip(), match.group(2).strip()))
+    return traces

@@ -1,0 +1,1 @@
+"""Shipped classifier judge model files (package data), written by `intervene judge fit`."""

@@ -1,0 +1,1 @@
+"""Versioned pattern files of the rules judge (package data)."""

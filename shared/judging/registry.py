@@ -1,0 +1,55 @@
+"""Builds a judge back end by name from plain options, so the service, the queue worker, the CLI and the
+benchmark construct judges the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from shared.judging.base import Judge
+
+BACKENDS = ("rules", "classifier", "llm")
+
+
+@dataclass(frozen=True)
+class JudgeOptions:
+    """Everything a back end may need; each back end reads its own fields."""
+
+    rules_patterns: str = "rules-v1"
+    classifier_model: Path | None = None
+    classifier_encoder: str | None = None
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str | None = None
+    llm_timeout_seconds: float = 30.0
+    llm_retries: int = 2
+
+
+def make_judge(backend: str, options: JudgeOptions | None = None) -> Judge:
+    """A judge of the named back end; `ValueError` says which names exist and what is missing."""
+    options = options or JudgeOptions()
+    if backend == "rules":
+        from shared.judging.rules import RulesJudge
+
+        return RulesJudge(options.rules_patterns)
+    if backend == "classifier":
+        from shared.judging.classifier import ClassifierJudge
+
+        return ClassifierJudge.load(options.classifier_model, encoder=options.classifier_encoder)
+    if backend == "llm":
+        from shared.judging.llm import LlmJudge
+
+        if not options.llm_base_url or not options.llm_model:
+            raise ValueError(
+                "the llm judge needs an OpenAI-compatible endpoint: set its base URL (e.g. http://host:8000/v1) "
+                "and model name (INTERVENE_JUDGE_LLM_BASE_URL / INTERVENE_JUDGE_LLM_MODEL, or --llm-url / --llm-model)"
+            )
+        return LlmJudge(
+            options.llm_base_url,
+            options.llm_model,
+            api_key=options.llm_api_key,
+            timeout_seconds=options.llm_timeout_seconds,
+            retries=options.llm_retries,
+        )
+    raise ValueError(f"unknown judge back end {backend!r}: choose one of {', '.join(BACKENDS)}")
