@@ -42,3 +42,14 @@ def test_bad_settings_say_what_to_fix(monkeypatch):
     assert "exactly one pair source" in result.output
     result = CliRunner().invoke(cli, ["train", "--pairs", "p.jsonl", "--set", "nope=1", "--dry-run"])
     assert result.exit_code == 2 and "not a trainer setting" in result.output
+
+
+def test_existing_adapter_is_refused_before_torchrun_starts(tmp_path, monkeypatch):
+    for name in ("INTERVENE_TRAINER_PAIRS_FILE", "INTERVENE_TRAINER_PAIR_STORE"):
+        monkeypatch.delenv(name, raising=False)
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("")
+    (tmp_path / "run" / "adapters" / "policy-v1").mkdir(parents=True)
+    result = CliRunner().invoke(cli, ["train", "--pairs", str(pairs), "--output-dir", str(tmp_path / "run")])
+    assert result.exit_code == 2
+    assert "policy-v2" in result.output

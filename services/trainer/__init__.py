@@ -1,0 +1,1 @@
+"""The trainer: entrypoint of the training PyTorchJob (not a gRPC server)."""

@@ -1,0 +1,349 @@
+"""The suffix DPO training run: setup, checks before training, the step loop, checkpoints, the final adapter.
+
+Every check that can fail on bad input (pair source, existing adapter folder, no usable pair, resuming with another
+world size) runs before the model is loaded. Run it through `python -m services.trainer` (under torchrun) or
+`intervene train`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import random
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+
+from shared.config.trainer import TrainerSettings
+from shared.training import checkpoint as ckpt
+from shared.training.data import epoch_order, epoch_size, tokenize_records
+from shared.training.distributed import DistEnv, all_reduce_sum, init_distributed
+from shared.training.logprobs import SuffixScorer, score_batch
+from shared.training.loss import suffix_dpo_loss
+from shared.training.metrics import MetricsLog, plot_curves
+from shared.training.model import (
+    LoraTargetError,
+    build_model,
+    linear_schedule,
+    replica_digests,
+    resolve_model_path,
+    wrap_for_training,
+)
+from shared.training.packing import pack_pairs
+from shared.training.pairsource import PairSourceError, file_shard, store_snapshot, stream_store_shard
+from shared.training.reference import ReferenceCache, compute_reference, model_fingerprint
+from shared.training.tokenize import TokenizedPair
+
+log = logging.getLogger("intervene.trainer")
+
+PREEMPTED_EXIT_CODE = 75
+METRIC_NAMES = [
+    "loss",
+    "rewards/chosen",
+    "rewards/rejected",
+    "rewards/margins",
+    "rewards/accuracies",
+    "logps/chosen",
+    "logps/rejected",
+    "nll/chosen",
+]
+
+
+class TrainingInputError(ValueError):
+    """Bad input found before training started; the message says what to change."""
+
+
+@dataclass
+class TrainResult:
+    """What a finished run produced."""
+
+    adapter_dir: Path | None
+    steps: int
+    metrics_path: Path
+    plot_path: Path | None
+    data: dict
+    rank: int = 0
+
+
+def _token(value, file: Path | None) -> str | None:
+    if file is not None:
+        return file.read_text().strip() or None
+    return value.get_secret_value() if value is not None else None
+
+
+def preflight(settings: TrainerSettings) -> None:
+    """The checks that need neither the model nor the network: run by `intervene train` before it launches."""
+    target = settings.final_adapter_dir()
+    if target.exists():
+        raise TrainingInputError(
+            f"adapter folder {target} exists: set a new versioned INTERVENE_TRAINER_ADAPTER_NAME (e.g. "
+            f"{_next_version(settings.adapter_name)}); adapters are never overwritten"
+        )
+    if settings.pairs_file is not None and not settings.pairs_file.exists():
+        raise TrainingInputError(f"pairs file {settings.pairs_file} does not exist (INTERVENE_TRAINER_PAIRS_FILE)")
+
+
+def _check_before_start(settings: TrainerSettings) -> str:
+    """Fail fast on bad input; returns the pair-store snapshot id ('' for a file)."""
+    preflight(settings)
+    if settings.pairs_file is not None:
+        return ""
+    try:
+        return store_snapshot(
+            settings.pair_store,
+            _token(settings.pair_store_token, settings.pair_store_token_file),
+            settings.pair_store_timeout_s,
+        )
+    except PairSourceError as error:
+        raise TrainingInputError(str(error)) from error
+
+
+def _next_version(name: str) -> str:
+    stem, _, version = name.rpartition("-v")
+    return f"{stem}-v{int(version) + 1}" if version.isdigit() else f"{name}-v2"
+
+
+def _load_records(settings: TrainerSettings, env: DistEnv) -> tuple[list, str]:
+    if settings.pairs_file is not None:
+        return file_shard(settings.pairs_file, env.rank, env.world_size), ""
+    cache = settings.output_dir / "data" / f"shard-{env.rank}-of-{env.world_size}.json"
+    token = _token(settings.pair_store_token, settings.pair_store_token_file)
+    try:
+        return stream_store_shard(settings.pair_store, token, env.rank, env.world_size, cache)
+    except PairSourceError as error:
+        raise TrainingInputError(str(error)) from error
+
+
+def run(settings: TrainerSettings) -> TrainResult:
+    """Train (or resume) as configured; every rank of a torchrun job calls this."""
+    env = init_distributed()
+    try:
+        return _run(settings, env)
+    finally:
+        if env.distributed and dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
+    from transformers import AutoTokenizer
+
+    snapshot = _check_before_start(settings)
+    checkpoints = settings.output_dir / "checkpoints"
+    resume_from = ckpt.latest_checkpoint(checkpoints)
+    model_path = resolve_model_path(settings.model)
+    tokenizer = AutoTokenizer.from_pretrained(model_path)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    records, stream_snapshot = _load_records(settings, env)
+    snapshot = stream_snapshot or snapshot
+    pairs, kinds, report = tokenize_records(
+        records,
+        tokenizer,
+        append_eos=settings.append_eos,
+        max_prefix_tokens=settings.max_prefix_tokens,
+        max_suffix_tokens=settings.max_suffix_tokens,
+        alpha=settings.alpha,
+        over_refusal_alpha=settings.over_refusal_alpha,
+    )
+    local_size = epoch_size(kinds, settings.over_refusal_fraction)
+    size = int(env.all_reduce_min(local_size))
+    per_step = settings.batch_size * settings.grad_accumulation
+    steps_per_epoch = size // per_step
+    totals = {k: int(v) for k, v in zip(["read", "used"], all_reduce_sum([report.read, report.used]), strict=True)}
+    if steps_per_epoch == 0:
+        raise TrainingInputError(
+            f"not enough usable pairs: {size} per rank after checks (rank {env.rank}: {report.as_dict()}), "
+            f"one step needs batch_size*grad_accumulation = {per_step}; add pairs or lower the batch size"
+        )
+    total_steps = settings.max_steps or settings.epochs * steps_per_epoch
+    if env.rank == 0:
+        log.info(
+            "pairs: %s read, %s used; this rank %s; %d steps (%d per epoch)",
+            totals["read"],
+            totals["used"],
+            report.as_dict(),
+            total_steps,
+            steps_per_epoch,
+        )
+
+    device = env.device()
+    bf16 = settings.precision == "bf16" or (settings.precision == "auto" and device.type == "cuda")
+    autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
+    try:
+        peft_model = build_model(settings, model_path, device, torch.bfloat16 if bf16 else torch.float32)
+    except LoraTargetError as error:
+        raise TrainingInputError(str(error)) from error
+    scorer = SuffixScorer(peft_model)
+    fingerprint = model_fingerprint(peft_model)
+    wrapped = wrap_for_training(scorer, settings, env, device)
+    trainable = [p for p in wrapped.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(settings, total_steps))
+    start = 0
+    if resume_from is not None:
+        state = ckpt.load_checkpoint(resume_from, wrapped, optimizer, scheduler, env.rank)
+        if state["world_size"] != env.world_size:
+            raise TrainingInputError(
+                f"checkpoint {resume_from} was written by {state['world_size']} ranks, this run has "
+                f"{env.world_size}: the data shards differ; resume with the same number of processes"
+            )
+        if state.get("snapshot_id") != snapshot and settings.pairs_file is None:
+            log.warning("pair store changed since the checkpoint; the saved shard is used")
+        start = state["step"]
+        log.info("rank %d resumes from %s at step %d", env.rank, resume_from, start)
+    else:
+        seed = settings.seed + 1_000_003 * (env.rank + 1)
+        random.seed(seed)
+        np.random.seed(seed % 2**32)
+        torch.manual_seed(seed)
+
+    ref_dir = settings.ref_cache_dir or settings.output_dir / "ref-cache"
+    refs = ReferenceCache(ref_dir, fingerprint, env.rank)
+    metrics_path = settings.output_dir / "metrics.jsonl"
+    metrics_log = MetricsLog(metrics_path if env.rank == 0 else None)
+    bar = None
+    if env.rank == 0 and settings.progress:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total_steps, initial=start, desc="suffix DPO", unit="step", file=sys.stderr)
+
+    def batch_pairs(step: int, micro: int) -> list[TokenizedPair]:
+        epoch, offset = divmod(step, steps_per_epoch)
+        order = epoch_order(kinds, settings.over_refusal_fraction, settings.seed, epoch, env.rank, size)
+        first = (offset * settings.grad_accumulation + micro) * settings.batch_size
+        return [pairs[i] for i in order[first : first + settings.batch_size]]
+
+    def state_json(step: int) -> dict:
+        epoch, offset = divmod(step, steps_per_epoch)
+        return {
+            "world_size": env.world_size,
+            "epoch": epoch,
+            "step_in_epoch": offset,
+            "snapshot_id": snapshot,
+            "adapter_name": settings.adapter_name,
+            "fingerprint": fingerprint,
+            "data": report.as_dict(),
+        }
+
+    wrapped.train()
+    ref_tokens = 0
+    for step in range(start, total_steps):
+        began = time.perf_counter()
+        sums = torch.zeros(len(METRIC_NAMES) + 2, dtype=torch.float64)
+        for micro in range(settings.grad_accumulation):
+            chunk = batch_pairs(step, micro)
+            missing = refs.missing(chunk)
+            if missing:
+                packed_missing = pack_pairs(missing, settings.max_row_tokens, tokenizer.pad_token_id).to(device)
+                refs.put(missing, *compute_reference(wrapped, packed_missing, autocast()))
+                ref_tokens += packed_missing.real_tokens
+            packed = pack_pairs(chunk, settings.max_row_tokens, tokenizer.pad_token_id).to(device)
+            ref_chosen, ref_rejected = refs.get(chunk, device)
+            alpha = torch.tensor([p.alpha for p in chunk], device=device)
+            last = micro == settings.grad_accumulation - 1
+            if hasattr(wrapped, "set_requires_gradient_sync"):
+                wrapped.set_requires_gradient_sync(last)
+            sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+            with sync:
+                with autocast():
+                    logps = score_batch(wrapped, packed)
+                loss, per_pair = suffix_dpo_loss(
+                    logps, ref_chosen, ref_rejected, settings.beta, alpha, settings.length_normalize
+                )
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(
+                        f"non-finite loss at step {step} on pairs {[p.pair_id for p in chunk]}: lower the learning "
+                        "rate or check these pairs"
+                    )
+                (loss / settings.grad_accumulation).backward()
+            for i, name in enumerate(METRIC_NAMES):
+                sums[i] += per_pair[name].double().sum().cpu()
+            sums[-2] += len(chunk)
+            sums[-1] += packed.real_tokens
+        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
+        if hasattr(grad_norm, "full_tensor"):
+            grad_norm = grad_norm.full_tensor()
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        totals_step = all_reduce_sum(sums.tolist())
+        elapsed = time.perf_counter() - began
+        done = step + 1
+        if env.rank == 0 and (done % settings.log_every == 0 or done == total_steps):
+            n = totals_step[-2]
+            record = {"step": done, "epoch": done / steps_per_epoch}
+            record.update({name: totals_step[i] / n for i, name in enumerate(METRIC_NAMES)})
+            record.update(
+                {
+                    "grad_norm": float(grad_norm),
+                    "learning_rate": scheduler.get_last_lr()[0],
+                    "tokens": int(totals_step[-1]),
+                    "tokens_per_s": totals_step[-1] / elapsed,
+                    "step_s": elapsed,
+                    "ref_computed": refs.computed,
+                    "ref_tokens": ref_tokens,
+                }
+            )
+            metrics_log.write(record)
+            if bar is not None:
+                bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['rewards/accuracies']:.2f}")
+        if bar is not None:
+            bar.update(1)
+        if done % settings.checkpoint_every == 0 or done == total_steps:
+            ckpt.save_checkpoint(
+                checkpoints, done, wrapped, optimizer, scheduler, state_json(done), env.rank, settings.keep_checkpoints
+            )
+        if settings.exit_after_steps is not None and done == settings.exit_after_steps and done < total_steps:
+            log.warning("exit_after_steps=%d reached: exiting as if preempted", done)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(PREEMPTED_EXIT_CODE)
+    if bar is not None:
+        bar.close()
+    refs.close()
+
+    state = ckpt.trainable_state(wrapped)
+    digests = replica_digests(peft_model, env) if settings.strategy == "ddp" else []
+    if len(set(digests)) > 1:
+        raise RuntimeError(f"DDP replicas diverged: adapter digests per rank {digests}")
+    adapter_dir = settings.final_adapter_dir()
+    plot_path = None
+    if env.rank == 0:
+        adapter_dir.parent.mkdir(parents=True, exist_ok=True)
+        ckpt.save_adapter(peft_model, state, adapter_dir)
+        metrics_log.write(
+            {
+                "final": True,
+                "adapter": str(adapter_dir),
+                "steps": total_steps,
+                "data": totals,
+                "data_rank0": report.as_dict(),
+                "replica_digests": digests,
+            }
+        )
+        if settings.plot:
+            plot_path = plot_curves(metrics_path, settings.output_dir / "curves.png")
+        if settings.promote:
+            from shared.training.promote import promote_adapter
+
+            promote_adapter(
+                settings.generation_address,
+                _token(settings.generation_token, settings.generation_token_file),
+                settings.adapter_name,
+                adapter_dir,
+            )
+    env.barrier()
+    return TrainResult(
+        adapter_dir=adapter_dir,
+        steps=total_steps,
+        metrics_path=metrics_path,
+        plot_path=plot_path,
+        data=totals,
+        rank=env.rank,
+    )
