@@ -54,7 +54,7 @@ class ContinuationBranch(_message.Message):
     def __init__(self, trigger_id: _Optional[str] = ..., trigger_text: _Optional[str] = ..., continuation_id: _Optional[str] = ...) -> None: ...
 
 class ContinuationRequested(_message.Message):
-    __slots__ = ("job_id", "parent", "kept_reasoning", "round", "cut_step", "cut_offset", "branches", "sampling", "adapter", "origin_rollout_id")
+    __slots__ = ("job_id", "parent", "kept_reasoning", "round", "cut_step", "cut_offset", "branches", "sampling", "adapter", "origin_rollout_id", "parent_judgement")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     PARENT_FIELD_NUMBER: _ClassVar[int]
     KEPT_REASONING_FIELD_NUMBER: _ClassVar[int]
@@ -65,6 +65,7 @@ class ContinuationRequested(_message.Message):
     SAMPLING_FIELD_NUMBER: _ClassVar[int]
     ADAPTER_FIELD_NUMBER: _ClassVar[int]
     ORIGIN_ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
+    PARENT_JUDGEMENT_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     parent: _common_pb2.Rollout
     kept_reasoning: str
@@ -75,7 +76,8 @@ class ContinuationRequested(_message.Message):
     sampling: _common_pb2.SamplingParams
     adapter: str
     origin_rollout_id: str
-    def __init__(self, job_id: _Optional[str] = ..., parent: _Optional[_Union[_common_pb2.Rollout, _Mapping]] = ..., kept_reasoning: _Optional[str] = ..., round: _Optional[int] = ..., cut_step: _Optional[int] = ..., cut_offset: _Optional[int] = ..., branches: _Optional[_Iterable[_Union[ContinuationBranch, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., adapter: _Optional[str] = ..., origin_rollout_id: _Optional[str] = ...) -> None: ...
+    parent_judgement: _common_pb2.Judgement
+    def __init__(self, job_id: _Optional[str] = ..., parent: _Optional[_Union[_common_pb2.Rollout, _Mapping]] = ..., kept_reasoning: _Optional[str] = ..., round: _Optional[int] = ..., cut_step: _Optional[int] = ..., cut_offset: _Optional[int] = ..., branches: _Optional[_Iterable[_Union[ContinuationBranch, _Mapping]]] = ..., sampling: _Optional[_Union[_common_pb2.SamplingParams, _Mapping]] = ..., adapter: _Optional[str] = ..., origin_rollout_id: _Optional[str] = ..., parent_judgement: _Optional[_Union[_common_pb2.Judgement, _Mapping]] = ...) -> None: ...
 
 class ContinuationGenerated(_message.Message):
     __slots__ = ("job_id", "request", "continuations", "error")

@@ -1,0 +1,171 @@
+"""Wires the intervention service: job state, the pipeline workers, peer channels, health and the servicer."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+import grpc
+import redis
+
+from services.intervention.servicer import InterventionServicer
+from shared.config.base import QueueSettings
+from shared.config.intervention import InterventionSettings
+from shared.intervention.interactive import SafeRolloutRunner
+from shared.intervention.jobs import JobStore
+from shared.intervention.pipeline import Pipeline, PipelineConfig
+from shared.intervention.triggers import load_pool
+from shared.protos.intervene.v1 import (
+    common_pb2,
+    intervention_pb2,
+    intervention_pb2_grpc,
+    pairstore_pb2,
+    pairstore_pb2_grpc,
+    queue_pb2,
+)
+from shared.queues import (
+    CONTINUATION_GENERATED,
+    CONTINUATION_JUDGED,
+    CONTINUATION_REQUESTED,
+    PAIR_CREATED,
+    ROLLOUT_GENERATED,
+    ROLLOUT_JUDGED,
+    ROLLOUT_REQUESTED,
+    Worker,
+    WorkQueue,
+    consumer_name,
+)
+from shared.rpc.client import connect
+from shared.rpc.server import ServiceSpec, run_service
+
+log = logging.getLogger("intervene.intervention")
+SERVICE_NAME = intervention_pb2.DESCRIPTOR.services_by_name["InterventionService"].full_name
+
+
+class DeadLetterSweeper:
+    """Background task: every few seconds, ends the rollouts whose queue entries were dead-lettered."""
+
+    def __init__(self, pipeline: Pipeline, every_s: float = 2.0) -> None:
+        self.pipeline = pipeline
+        self.every_s = every_s
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="intervention-dead-letters", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(10)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.every_s):
+            try:
+                self.pipeline.sweep_dead_letters()
+            except redis.exceptions.RedisError as error:
+                log.warning("dead-letter sweep failed: %s", error)
+
+
+def _channel(address: str, settings: InterventionSettings) -> grpc.Channel:
+    return connect(
+        address,
+        token=settings.resolved_token(),
+        max_message_bytes=settings.max_message_bytes,
+        root_cert_file=settings.peer_ca_file,
+        tls=settings.peer_tls or None,
+    )
+
+
+def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | None = None) -> ServiceSpec:
+    """The intervention server: servicer, pipeline workers (if enabled) and a Redis health dependency."""
+    queue_settings = queue_settings or QueueSettings()
+    pool = load_pool(settings.trigger_pool)
+    triggers = pool.select(limit=settings.triggers_per_rollout or None)
+    url = settings.resolved_redis_url()
+    client = redis.Redis.from_url(url, socket_timeout=10, socket_connect_timeout=2)
+    # Workers block in XREADGROUP, so their client's timeout must outlast a blocking read.
+    queue_client = redis.Redis.from_url(url, socket_timeout=queue_settings.block_ms / 1000 + 10)
+    jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds)
+
+    def queue(stream: str, shared_client: redis.Redis = queue_client) -> WorkQueue:
+        return WorkQueue(shared_client, stream, settings=queue_settings)
+
+    pair_queue = queue(PAIR_CREATED, client)
+    pipeline = Pipeline(
+        jobs,
+        queue(CONTINUATION_REQUESTED, client),
+        pair_queue,
+        PipelineConfig(tuple(triggers), pool.label, settings.reasoning_close),
+    )
+    pairstore = _channel(settings.pairstore_address, settings) if settings.pairstore_address else None
+    runner = SafeRolloutRunner(
+        _channel(settings.generation_address, settings),
+        _channel(settings.judge_address, settings),
+        pool.label,
+        settings.reasoning_close,
+    )
+
+    def store_pairs(pairs: list[common_pb2.Pair]) -> None:
+        if pairstore is None:
+            pair_queue.produce_many([queue_pb2.PairCreated(pair=pair) for pair in pairs])
+            return
+        try:
+            pairstore_pb2_grpc.PairStoreServiceStub(pairstore).PutPairs(
+                pairstore_pb2.PutPairsRequest(pairs=pairs), timeout=30
+            )
+        except grpc.RpcError as error:
+            # The client still gets its safe trace; the pairs go the queued way and the store takes them later.
+            log.warning("PutPairs failed (%s); sending %d pairs to pair.created", error.code(), len(pairs))
+            pair_queue.produce_many([queue_pb2.PairCreated(pair=pair) for pair in pairs])
+
+    progress_queues = [queue(ROLLOUT_GENERATED), queue(CONTINUATION_GENERATED)]
+
+    def before_submit() -> None:
+        # The progress group must exist before a job's first rollout is generated, or the judge may consume
+        # and delete the entry before the group would have seen it.
+        if settings.consume_queue:
+            for progress_queue in progress_queues:
+                progress_queue.ensure_group(settings.progress_group)
+
+    servicer = InterventionServicer(
+        settings,
+        pool,
+        jobs,
+        queue(ROLLOUT_REQUESTED, client),
+        runner,
+        store_pairs,
+        before_submit,
+    )
+    background: list = []
+    if settings.consume_queue:
+        name = consumer_name()
+        group, progress = settings.queue_group, settings.progress_group
+        background = [
+            Worker(queue(ROLLOUT_JUDGED), group, name, pipeline.on_rollout_judged),
+            Worker(queue(CONTINUATION_JUDGED), group, name, pipeline.on_continuation_judged),
+            Worker(queue(ROLLOUT_GENERATED), progress, name, batch_handler=pipeline.on_rollouts_generated),
+            Worker(queue(CONTINUATION_GENERATED), progress, name, batch_handler=pipeline.on_continuations_generated),
+            DeadLetterSweeper(pipeline),
+        ]
+    return ServiceSpec(
+        name="intervention",
+        service_names=[SERVICE_NAME],
+        register=lambda server: intervention_pb2_grpc.add_InterventionServiceServicer_to_server(servicer, server),
+        dependencies={"redis": lambda: _pings(client)},
+        background=background,
+    )
+
+
+def _pings(client: redis.Redis) -> bool:
+    try:
+        return bool(client.ping())
+    except redis.exceptions.RedisError:
+        return False
+
+
+def main() -> None:
+    settings = InterventionSettings()
+    run_service(build_spec(settings), settings)
