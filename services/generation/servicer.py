@@ -1,0 +1,47 @@
+"""The GenerationService RPCs: thin calls into the configured back end, which validates and decodes."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterator
+
+import grpc
+
+from shared.generation.backends.base import GenerationBackend
+from shared.protos.intervene.v1 import generation_pb2, generation_pb2_grpc
+
+
+class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
+    def __init__(self, backend: GenerationBackend) -> None:
+        self._backend = backend
+
+    def Generate(self, request: generation_pb2.GenerateRequest, context: grpc.ServicerContext):
+        [response] = self._backend.generate([request])
+        # Ids are unique per call: the same prompt sampled twice gives two rollouts.
+        call = os.urandom(8).hex()
+        for index, rollout in enumerate(response.rollouts):
+            rollout.id = _rollout_id(call, index)
+        return response
+
+    def GenerateStream(
+        self, request: generation_pb2.GenerateStreamRequest, context: grpc.ServicerContext
+    ) -> Iterator[generation_pb2.GenerateStreamResponse]:
+        for message in self._backend.stream(request):
+            if message.HasField("rollout"):
+                message.rollout.id = _rollout_id(os.urandom(8).hex(), 0)
+            yield message
+
+    def Continue(self, request: generation_pb2.ContinueRequest, context: grpc.ServicerContext):
+        [response] = self._backend.continue_branches([request])
+        return response
+
+    def LoadAdapter(self, request: generation_pb2.LoadAdapterRequest, context: grpc.ServicerContext):
+        return generation_pb2.LoadAdapterResponse(adapter=self._backend.load_adapter(request.name, request.path))
+
+    def ListAdapters(self, request: generation_pb2.ListAdaptersRequest, context: grpc.ServicerContext):
+        return generation_pb2.ListAdaptersResponse(adapters=self._backend.list_adapters())
+
+
+def _rollout_id(call: str, index: int) -> str:
+    return hashlib.sha256(f"generate:{call}:{index}".encode()).hexdigest()[:32]
