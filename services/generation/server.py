@@ -24,6 +24,7 @@ from shared.queues import (
     consumer_name,
 )
 from shared.queues.reporter import LagReporter
+from shared.rpc.health import redis_check
 from shared.rpc.metrics import ServiceMetrics
 from shared.rpc.server import ServiceSpec, run_service
 
@@ -65,7 +66,7 @@ def build_spec(
             ),
             LagReporter(client, [ROLLOUT_REQUESTED, CONTINUATION_REQUESTED], metrics.set_queue_lag),
         ]
-        dependencies["redis"] = lambda: _pings(client)
+        dependencies["redis"] = redis_check(client)
     return ServiceSpec(
         name="generation",
         service_names=[SERVICE_NAME],
@@ -74,13 +75,6 @@ def build_spec(
         background=background,
         metrics=metrics,
     )
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.exceptions.RedisError:
-        return False
 
 
 def main() -> None:

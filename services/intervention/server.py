@@ -36,6 +36,7 @@ from shared.queues import (
     consumer_name,
 )
 from shared.rpc.client import connect
+from shared.rpc.health import redis_check
 from shared.rpc.server import ServiceSpec, run_service
 
 log = logging.getLogger("intervene.intervention")
@@ -154,16 +155,9 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         name="intervention",
         service_names=[SERVICE_NAME],
         register=lambda server: intervention_pb2_grpc.add_InterventionServiceServicer_to_server(servicer, server),
-        dependencies={"redis": lambda: _pings(client)},
+        dependencies={"redis": redis_check(client)},
         background=background,
     )
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.exceptions.RedisError:
-        return False
 
 
 def main() -> None:

@@ -22,6 +22,7 @@ from shared.queues import (
     consumer_name,
 )
 from shared.queues.reporter import LagReporter
+from shared.rpc.health import redis_check
 from shared.rpc.metrics import ServiceMetrics
 from shared.rpc.server import ServiceSpec, run_service
 
@@ -72,7 +73,7 @@ def build_spec(
             queue = WorkQueue(queue_client, source, settings=queue_settings)
             background.append(Worker(queue, GROUP, consumer_name(), batch_handler=handler))
         background.append(LagReporter(client, [ROLLOUT_GENERATED, CONTINUATION_GENERATED], metrics.set_queue_lag))
-        dependencies["redis"] = lambda: _pings(client)
+        dependencies["redis"] = redis_check(client)
     return ServiceSpec(
         name="judge",
         service_names=[SERVICE_NAME],
@@ -81,13 +82,6 @@ def build_spec(
         background=background,
         metrics=metrics,
     )
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.exceptions.RedisError:
-        return False
 
 
 def main() -> None:

@@ -12,6 +12,7 @@ from shared.pairs.store import PairRepository
 from shared.protos.intervene.v1 import pairstore_pb2, pairstore_pb2_grpc
 from shared.queues import PAIR_CREATED, Worker, WorkQueue, consumer_name
 from shared.queues.reporter import LagReporter
+from shared.rpc.health import redis_check
 from shared.rpc.metrics import ServiceMetrics
 from shared.rpc.server import ServiceSpec, run_service
 
@@ -39,18 +40,11 @@ def build_spec(settings: PairStoreSettings, queue_settings: QueueSettings | None
         name="pairstore",
         service_names=[SERVICE_NAME],
         register=lambda server: pairstore_pb2_grpc.add_PairStoreServiceServicer_to_server(servicer, server),
-        dependencies={"redis": lambda: _pings(client)},
+        dependencies={"redis": redis_check(client)},
         read_scope_methods=READ_SCOPE_METHODS,
         background=background,
         metrics=metrics,
     )
-
-
-def _pings(client: redis.Redis) -> bool:
-    try:
-        return bool(client.ping())
-    except redis.exceptions.RedisError:
-        return False
 
 
 def main() -> None:
