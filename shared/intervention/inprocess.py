@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.intervention.ids import rollout_id
-from shared.intervention.loop import BranchText
+from shared.intervention.loop import BranchText, continue_request
 from shared.intervention.triggers import Trigger
 from shared.judging.base import Judge, TraceInput
 from shared.protos.intervene.v1 import common_pb2, generation_pb2
@@ -46,18 +46,7 @@ class BackendGenerator:
     def continue_branches(
         self, parent: common_pb2.Rollout, kept: str, triggers: list[Trigger], sampling: common_pb2.SamplingParams
     ) -> list[BranchText]:
-        [reply] = self.backend.continue_branches(
-            [
-                generation_pb2.ContinueRequest(
-                    prefix=parent.context + kept,
-                    branches=[generation_pb2.ContinueBranch(id=t.id, text=t.text) for t in triggers],
-                    n=1,
-                    sampling=sampling,
-                    adapter=self.adapter,
-                    in_reasoning=True,
-                )
-            ]
-        )
+        [reply] = self.backend.continue_branches([continue_request(parent, kept, triggers, sampling, self.adapter)])
         by_branch = {c.branch_id: c for c in reply.continuations}
         return [
             BranchText(by_branch[t.id].reasoning, by_branch[t.id].response, by_branch[t.id].reasoning_closed)

@@ -26,7 +26,7 @@ import grpc
 
 from shared.intervention.decisions import DEFAULT_REASONING_CLOSE, Cut, cut_for
 from shared.intervention.ids import rollout_id
-from shared.intervention.loop import BranchText, InterventionLoop, Outcome
+from shared.intervention.loop import BranchText, InterventionLoop, Outcome, continue_request
 from shared.intervention.triggers import Trigger
 from shared.judging.steps import split
 from shared.protos.intervene.v1 import (
@@ -90,15 +90,7 @@ class GrpcGenerator:
         self, parent: common_pb2.Rollout, kept: str, triggers: list[Trigger], sampling: common_pb2.SamplingParams
     ) -> list[BranchText]:
         reply = self.stub.Continue(
-            generation_pb2.ContinueRequest(
-                prefix=parent.context + kept,
-                branches=[generation_pb2.ContinueBranch(id=t.id, text=t.text) for t in triggers],
-                n=1,
-                sampling=sampling,
-                adapter=self.adapter,
-                in_reasoning=True,
-            ),
-            timeout=self.deadline.timeout(),
+            continue_request(parent, kept, triggers, sampling, self.adapter), timeout=self.deadline.timeout()
         )
         by_branch = {c.branch_id: c for c in reply.continuations}
         return [

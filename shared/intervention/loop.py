@@ -26,7 +26,7 @@ from shared.intervention.decisions import (
     next_parent,
 )
 from shared.intervention.triggers import Trigger
-from shared.protos.intervene.v1 import common_pb2
+from shared.protos.intervene.v1 import common_pb2, generation_pb2
 
 
 @dataclass(frozen=True)
@@ -36,6 +36,20 @@ class BranchText:
     reasoning: str
     response: str
     reasoning_closed: bool = True
+
+
+def continue_request(
+    parent: common_pb2.Rollout, kept: str, triggers: list[Trigger], sampling: common_pb2.SamplingParams, adapter: str
+) -> generation_pb2.ContinueRequest:
+    """The generation request of one intervention: `context ⊕ kept` shared, one branch per trigger."""
+    return generation_pb2.ContinueRequest(
+        prefix=parent.context + kept,
+        branches=[generation_pb2.ContinueBranch(id=t.id, text=t.text) for t in triggers],
+        n=1,
+        sampling=sampling,
+        adapter=adapter,
+        in_reasoning=True,
+    )
 
 
 class Generator(Protocol):
