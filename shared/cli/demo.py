@@ -37,9 +37,10 @@ DEMO_REASONING_TOKENS = 64
 DEMO_RESPONSE_TOKENS = 32
 
 
-def demo_env(reasoning_tokens: int, response_tokens: int) -> dict[str, str]:
-    """Settings of the services for the demo: small default budgets, logs as text."""
+def demo_env(reasoning_tokens: int, response_tokens: int, judge: str) -> dict[str, str]:
+    """Settings of the services for the demo: small default budgets, the chosen judge, logs as text."""
     return {
+        "INTERVENE_JUDGE_BACKEND": judge,
         "INTERVENE_MAX_REASONING_TOKENS": str(reasoning_tokens),
         "INTERVENE_MAX_RESPONSE_TOKENS": str(response_tokens),
         "INTERVENE_LOG_FORMAT": "text",
@@ -58,6 +59,14 @@ def demo_env(reasoning_tokens: int, response_tokens: int) -> dict[str, str]:
 @click.option("--response-tokens", type=int, default=DEMO_RESPONSE_TOKENS, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampling and prompt choice.")
 @click.option(
+    "--judge",
+    type=click.Choice(["classifier", "rules"]),
+    default="classifier",
+    show_default=True,
+    # The rules patterns recognise almost none of SmolLM2's compliance cues; the classifier finds some.
+    help="Judge back end of the demo's judge service (both embedded, CPU-only).",
+)
+@click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Pairs file (default: RUN_DIR/demo-pairs.jsonl)."
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
@@ -72,6 +81,7 @@ def demo(
     reasoning_tokens: int,
     response_tokens: int,
     seed: int,
+    judge: str,
     out: Path | None,
     fmt: str,
     keep: bool,
@@ -84,7 +94,7 @@ def demo(
     try:
         local.up(
             folder,
-            env=demo_env(reasoning_tokens, response_tokens),
+            env=demo_env(reasoning_tokens, response_tokens, judge),
             on_started=lambda name, address: click.echo(f"  {name:<13} SERVING  {address}"),
         )
     except RuntimeError as error:
