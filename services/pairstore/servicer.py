@@ -11,7 +11,7 @@ import grpc
 from shared.config.pairstore import PairStoreSettings
 from shared.pairs.store import PairRepository
 from shared.pairs.validation import InvalidPair, validate_pair
-from shared.protos.intervene.v1 import pairstore_pb2, pairstore_pb2_grpc
+from shared.protos.intervene.v1 import common_pb2, pairstore_pb2, pairstore_pb2_grpc
 from shared.rpc.errors import ServiceError
 
 _DEFAULT_PAGE_SIZE = 100
@@ -47,6 +47,7 @@ class PairStoreServicer(pairstore_pb2_grpc.PairStoreServiceServicer):
         limit = self._settings.max_page_size
         if request.page_size < 0 or request.page_size > limit:
             raise ServiceError.invalid_argument("page_size", f"is {request.page_size}; it must be in [0, {limit}]")
+        _check_filter(request.filter)
         page = self._repository.list(
             request.filter, after_seq=_decode_token(request.page_token), limit=request.page_size or _DEFAULT_PAGE_SIZE
         )
@@ -61,10 +62,12 @@ class PairStoreServicer(pairstore_pb2_grpc.PairStoreServiceServicer):
             raise ServiceError.invalid_argument("num_shards", f"is {request.num_shards}; it must be >= 1")
         if not 0 <= request.shard < num_shards:
             raise ServiceError.invalid_argument("shard", f"is {request.shard}; it must be in [0, {num_shards})")
+        _check_filter(request.filter)
         for pair in self._repository.export(request.filter, request.shard, num_shards):
             yield pairstore_pb2.ExportPairsResponse(pair=pair)
 
     def Stats(self, request: pairstore_pb2.StatsRequest, context: grpc.ServicerContext):
+        _check_filter(request.filter)
         stats = self._repository.stats(request.filter)
         return pairstore_pb2.StatsResponse(
             total=stats.total,
@@ -73,6 +76,12 @@ class PairStoreServicer(pairstore_pb2_grpc.PairStoreServiceServicer):
             by_kind=stats.by_kind,
             snapshot_id=stats.snapshot_id,
         )
+
+
+def _check_filter(query: pairstore_pb2.PairFilter) -> None:
+    if query.kind not in common_pb2.PairKind.values():
+        known = ", ".join(common_pb2.PairKind.keys())
+        raise ServiceError.invalid_argument("filter.kind", f"is {query.kind}; it must be one of {known}")
 
 
 def _encode_token(cursor: int) -> str:

@@ -3,24 +3,35 @@
 It starts the local stack (Redis, pair store, judge, generation with the embedded SmolLM2-135M, intervention)
 with small token budgets, submits a small prompt set written by the team (`demo-harmful`: harmful intents in
 plain words, no specifics; `demo-benign`: look-alikes for over-refusal pairs), follows both jobs with a
-progress bar per stage, prints the stage table and the intervention success by round (and plots it), exports
-the pairs in TRL's prompt/chosen/rejected format and stops the stack (unless --keep).
+progress bar per stage, prints the stage table and the intervention success by round, exports the pairs in TRL's
+prompt/chosen/rejected format and stops the stack (unless --keep). Then, in this process, it trains a short suffix-DPO
+LoRA run on those pairs and evaluates the base model against the adapter on a few held-out prompts (JailbreakBench
+goals, XSTest safe prompts, GSM8K; the built-in demo sets when ../shared/data is absent), printing the before/after
+table and the paths of the report and its plots.
 
     intervene demo
     intervene demo --dataset advbench --limit 10      # a set of ../shared/data, or any CSV/JSONL file
+    intervene demo --no-train --no-eval               # generate -> judge -> intervene -> store only
 """
 
 from __future__ import annotations
 
 import itertools
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 
 import click
 import grpc
+from google.protobuf import json_format
 
 from shared.cli.endpoints import fail_on_rpc_error, open_channel
+from shared.cli.evaluate import EvalPlan, execute, load_benchmarks, print_summary
 from shared.cli.submit import dataset_argument, stage_table, watch
+from shared.datasets import DATASETS, resolve_data_dir
+from shared.evaluation.aggregate import Bootstrap
+from shared.evaluation.plots import plot_success_by_round
+from shared.judging.registry import JudgeOptions
 from shared.pairs.export import FORMATS, write_pairs
 from shared.protos.intervene.v1 import (
     common_pb2,
@@ -32,9 +43,15 @@ from shared.protos.intervene.v1 import (
 from shared.stack import local
 from shared.stack.state import run_dir
 
-# Budgets that keep the demo under 10 minutes on 2 CPU cores (SmolLM2-135M decodes ~20 tokens/s per sequence).
+# Budgets that keep the generate -> pairs part under 10 minutes on 2 CPU cores (SmolLM2-135M decodes ~20 tokens/s
+# per sequence); training and the evaluation add a few minutes, so the whole demo stays under 20.
 DEMO_REASONING_TOKENS = 64
 DEMO_RESPONSE_TOKENS = 32
+DEMO_TRAIN_STEPS = 12
+DEMO_EVAL_LIMIT = 8
+# Held-out sets of ../shared/data the demo evaluates on; the built-in sets stand in when the folder is absent.
+HELD_OUT_BENCHMARKS = ("jbb", "xstest-safe", "gsm8k")
+BUILTIN_BENCHMARKS = ("demo-harmful", "demo-benign")
 
 
 def demo_env(reasoning_tokens: int, response_tokens: int, judge: str) -> dict[str, str]:
@@ -46,6 +63,17 @@ def demo_env(reasoning_tokens: int, response_tokens: int, judge: str) -> dict[st
         "INTERVENE_LOG_FORMAT": "text",
         "INTERVENE_DRAIN_SECONDS": "1",
     }
+
+
+def demo_benchmarks(data_dir: Path | None = None) -> tuple[tuple[str, ...], str]:
+    """The benchmarks of the demo's evaluation and a note on where they come from."""
+    root = resolve_data_dir(data_dir)
+    if all((root / DATASETS[name].path).is_file() for name in HELD_OUT_BENCHMARKS):
+        return HELD_OUT_BENCHMARKS, f"held-out sets from {root}"
+    return BUILTIN_BENCHMARKS, (
+        f"{root} holds no {', '.join(HELD_OUT_BENCHMARKS)}: evaluated on the built-in demo sets, which are NOT held "
+        "out (the harmful pairs came from the same demo-harmful prompts)"
+    )
 
 
 @click.command()
@@ -64,13 +92,28 @@ def demo_env(reasoning_tokens: int, response_tokens: int, judge: str) -> dict[st
     default="classifier",
     show_default=True,
     # The rules patterns recognise almost none of SmolLM2's compliance cues; the classifier finds some.
-    help="Judge back end of the demo's judge service (both embedded, CPU-only).",
+    help="Judge back end of the demo's judge service, and of its evaluation unless --eval-judge (both embedded).",
 )
 @click.option(
     "--out", type=click.Path(dir_okay=False, path_type=Path), help="Pairs file (default: RUN_DIR/demo-pairs.jsonl)."
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="jsonl", show_default=True)
 @click.option("--keep", is_flag=True, help="Leave the local stack running afterwards.")
+@click.option("--no-train", is_flag=True, help="Skip the LoRA run (the evaluation then covers the base model only).")
+@click.option("--no-eval", is_flag=True, help="Skip the before/after evaluation.")
+@click.option("--train-steps", type=click.IntRange(min=1), default=DEMO_TRAIN_STEPS, show_default=True)
+@click.option(
+    "--eval-limit",
+    type=click.IntRange(min=1),
+    default=DEMO_EVAL_LIMIT,
+    show_default=True,
+    help="Prompts per benchmark.",
+)
+@click.option(
+    "--eval-judge",
+    type=click.Choice(["classifier", "rules"]),
+    help="Judge of the evaluation (default: --judge; the report warns when it also built the pairs).",
+)
 def demo(
     dataset: str,
     text_column: str,
@@ -85,58 +128,170 @@ def demo(
     out: Path | None,
     fmt: str,
     keep: bool,
+    no_train: bool,
+    no_eval: bool,
+    train_steps: int,
+    eval_limit: int,
+    eval_judge: str | None,
 ) -> None:
-    """Run the whole loop on the embedded default: prompts -> rollouts -> judge -> interventions -> pairs."""
+    """Run the whole loop on the embedded default: prompts -> rollouts -> judge -> interventions -> pairs -> LoRA
+    training -> evaluation before and after."""
     folder = run_dir()
     out = out or folder / f"demo-pairs.{fmt}"
+    work = folder / "demo" / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     started = time.monotonic()
+    if not no_eval:  # read before the long part, so a bad data folder fails at once
+        benchmark_names, note = demo_benchmarks()
+        benchmarks = load_benchmarks(benchmark_names, limit=eval_limit, seed=seed, data_dir=None)
+    jobs, count = _generate_pairs(
+        folder,
+        env=demo_env(reasoning_tokens, response_tokens, judge),
+        requests=_requests(
+            dataset,
+            text_column,
+            limit,
+            benign_dataset,
+            benign_samples,
+            max_rounds,
+            reasoning_tokens,
+            response_tokens,
+            seed,
+        ),
+        out=out,
+        fmt=fmt,
+        keep=keep,
+    )
+    job_path = out.with_name("demo-job.json")
+    job_path.write_text(json_format.MessageToJson(jobs[0]), encoding="utf-8")
+    click.echo(f"pairs ready after {time.monotonic() - started:.0f}s; job counts in {job_path}")
+    if no_eval:
+        plot = plot_success_by_round(jobs[0], out.with_name("demo-success-by-round.png"))
+        if plot is not None:
+            click.echo(f"plotted intervention success by round to {plot}")
+    adapter, training_log = (None, None) if no_train else _train(out, count, work / "trainer", train_steps, seed)
+    if not no_eval:
+        click.echo(f"evaluating on {', '.join(benchmark_names)} ({eval_limit} prompts each): {note}")
+        plan = EvalPlan(
+            benchmarks=benchmarks,
+            adapters={adapter.name: str(adapter)} if adapter else {},
+            sampling=common_pb2.SamplingParams(
+                temperature=0.0,
+                top_p=1.0,
+                max_reasoning_tokens=reasoning_tokens,
+                max_response_tokens=response_tokens,
+                seed=seed,
+            ),
+            judge_backend=eval_judge or judge,
+            judge_options=JudgeOptions(),
+            out_dir=work / "eval",
+            batch_size=min(64, eval_limit * len(benchmarks)),
+            bootstrap=Bootstrap(seed=seed),
+            sample={"limit": eval_limit, "seed": seed, "data_dir": str(resolve_data_dir(None))},
+            pairs_file=out if count else None,
+            job=jobs[0],
+            training_log=training_log,
+            notes=(note,),
+        )
+        print_summary(*execute(plan))
+    click.echo(f"demo finished in {time.monotonic() - started:.0f}s")
+
+
+def _requests(
+    dataset: str,
+    text_column: str,
+    limit: int,
+    benign_dataset: str,
+    benign_samples: int,
+    max_rounds: int,
+    reasoning_tokens: int,
+    response_tokens: int,
+    seed: int,
+) -> list[intervention_pb2.SubmitPromptsRequest]:
+    sampling = common_pb2.SamplingParams(
+        max_reasoning_tokens=reasoning_tokens, max_response_tokens=response_tokens, seed=seed
+    )
+    requests = [
+        intervention_pb2.SubmitPromptsRequest(
+            dataset=dataset_argument(dataset),
+            text_column=text_column,
+            limit=limit,
+            seed=seed,
+            max_rounds=max_rounds,
+            sampling=sampling,
+            name=f"demo {dataset}",
+        )
+    ]
+    if benign_dataset:
+        requests.append(
+            intervention_pb2.SubmitPromptsRequest(
+                dataset=dataset_argument(benign_dataset),
+                benign=True,
+                samples_per_prompt=benign_samples,
+                seed=seed,
+                sampling=sampling,
+                name=f"demo {benign_dataset} (over-refusal)",
+            )
+        )
+    return requests
+
+
+def _generate_pairs(
+    folder: Path,
+    env: dict[str, str],
+    requests: list[intervention_pb2.SubmitPromptsRequest],
+    out: Path,
+    fmt: str,
+    keep: bool,
+) -> tuple[list[common_pb2.Job], int]:
+    """Start the local stack, run the jobs, export their pairs and stop the stack (unless `keep`)."""
     click.echo(f"starting the local stack in {folder} ...")
     try:
-        local.up(
-            folder,
-            env=demo_env(reasoning_tokens, response_tokens, judge),
-            on_started=lambda name, address: click.echo(f"  {name:<13} SERVING  {address}"),
-        )
+        local.up(folder, env=env, on_started=lambda name, address: click.echo(f"  {name:<13} SERVING  {address}"))
     except RuntimeError as error:
         raise click.ClickException(str(error)) from None
     try:
-        sampling = common_pb2.SamplingParams(
-            max_reasoning_tokens=reasoning_tokens, max_response_tokens=response_tokens, seed=seed
-        )
-        requests = [
-            intervention_pb2.SubmitPromptsRequest(
-                dataset=dataset_argument(dataset),
-                text_column=text_column,
-                limit=limit,
-                seed=seed,
-                max_rounds=max_rounds,
-                sampling=sampling,
-                name=f"demo {dataset}",
-            )
-        ]
-        if benign_dataset:
-            requests.append(
-                intervention_pb2.SubmitPromptsRequest(
-                    dataset=dataset_argument(benign_dataset),
-                    benign=True,
-                    samples_per_prompt=benign_samples,
-                    seed=seed,
-                    sampling=sampling,
-                    name=f"demo {benign_dataset} (over-refusal)",
-                )
-            )
         jobs = _run_jobs(requests)
         for job in jobs:
             click.echo(stage_table(job))
         count = _export(jobs, out, fmt)
         click.echo(f"exported {count} pairs (TRL prompt/chosen/rejected) to {out}")
-        plot = _plot(jobs[0], out.with_name("demo-success-by-round.png"))
-        if plot is not None:
-            click.echo(f"plotted intervention success by round to {plot}")
-        click.echo(f"demo finished in {time.monotonic() - started:.0f}s")
+        return jobs, count
     finally:
         if not keep:
             click.echo("stopped: " + ", ".join(local.down(folder)))
+
+
+def _train(pairs: Path, count: int, output_dir: Path, steps: int, seed: int) -> tuple[Path | None, Path | None]:
+    """A short suffix-DPO LoRA run on the demo's pairs, in this process; (adapter folder, metrics) or (None, None)."""
+    if count == 0:
+        click.echo("no pairs to train on: skipping training (the evaluation covers the base model only)")
+        return None, None
+    from shared.config.trainer import TrainerSettings
+    from shared.training.loop import TrainingInputError, preflight, run
+
+    settings = TrainerSettings(
+        pairs_file=pairs,
+        output_dir=output_dir,
+        adapter_name="demo-policy-v1",
+        max_steps=steps,
+        # Few pairs: small batches so that one step fits them; a LoRA learning rate that moves in a dozen steps.
+        batch_size=min(2, count),
+        grad_accumulation=1,
+        learning_rate=2e-4,
+        warmup_steps=1,
+        checkpoint_every=steps,
+        seed=seed,
+    )
+    click.echo(f"training a LoRA adapter on {count} pairs ({steps} suffix-DPO steps) in {output_dir} ...")
+    began = time.monotonic()
+    try:
+        preflight(settings)  # the checks `intervene train` makes, the evaluation-set overlap among them
+        result = run(settings)
+    except TrainingInputError as error:
+        click.echo(f"skipping training: {error}")
+        return None, None
+    click.echo(f"trained {result.adapter_dir} in {time.monotonic() - began:.0f}s (curves: {result.plot_path})")
+    return result.adapter_dir, result.metrics_path
 
 
 def _run_jobs(requests: list[intervention_pb2.SubmitPromptsRequest]) -> list[common_pb2.Job]:
@@ -168,26 +323,3 @@ def _export(jobs: list[common_pb2.Job], out: Path, fmt: str) -> int:
             return write_pairs((reply.pair for reply in itertools.chain(*streams)), out, fmt)
         except grpc.RpcError as error:
             raise fail_on_rpc_error(error, "pairstore") from None
-
-
-def _plot(job: common_pb2.Job, path: Path) -> Path | None:
-    """A bar chart of intervention success by round; None when matplotlib is not installed."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return None
-    rounds = [stats.round for stats in job.rounds]
-    shares = [100 * stats.succeeded / stats.tried if stats.tried else 0 for stats in job.rounds]
-    figure, axis = plt.subplots(figsize=(5, 3))
-    axis.bar([str(r) for r in rounds], shares, color="#3a7d44")
-    axis.set_xlabel("intervention round")
-    axis.set_ylabel("rollouts made safe (%)")
-    axis.set_ylim(0, 100)
-    axis.set_title(f"{job.name}: success by round")
-    figure.tight_layout()
-    figure.savefig(path, dpi=120)
-    plt.close(figure)
-    return path

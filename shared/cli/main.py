@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import click
 
+from shared.cli.data import data
 from shared.cli.demo import demo
+from shared.cli.evaluate import evaluate
 from shared.cli.judge import judge
 from shared.cli.pairs import pairs
 from shared.cli.queues import queues
@@ -21,8 +23,9 @@ def cli() -> None:
     """Intervene: safe reasoning for large reasoning models (Intervened Preference Optimization)."""
 
 
-for command in (up, status, down, demo, pairs, queues, serve):
+for command in (up, status, down, demo, evaluate, pairs, queues, serve):
     cli.add_command(command)
+cli.add_command(data)
 cli.add_command(judge)
 cli.add_command(train)
 cli.add_command(rollout)

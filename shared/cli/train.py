@@ -41,6 +41,9 @@ def local_job(settings: TrainerSettings, nproc: int) -> tuple[list[str], dict[st
 @click.option("--output-dir", type=click.Path(path_type=Path, file_okay=False), help="Run folder.")
 @click.option("--max-steps", type=click.IntRange(min=1), help="Optimizer steps (default: the epochs).")
 @click.option("--promote", is_flag=True, default=None, help="Load the adapter into the generation service at the end.")
+@click.option(
+    "--allow-eval-overlap", is_flag=True, default=None, help="Keep pairs whose prompt is in an evaluation set."
+)
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Any trainer setting (repeatable).")
 @click.option("--dry-run", is_flag=True, help="Print the command and the INTERVENE_TRAINER_* variables; run nothing.")
 @click.pass_context

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from shared.config.base import ServiceSettings
 from shared.intervention.decisions import DEFAULT_REASONING_CLOSE
@@ -32,6 +32,10 @@ class InterventionSettings(ServiceSettings):
     )
     peer_tls: bool = Field(False, description="Dial generation, judge and pair store over TLS (system roots).")
     peer_ca_file: Path | None = Field(None, description="PEM CA bundle that signed the peers' certificates.")
+    peer_cert_file: Path | None = Field(
+        None, description="PEM client certificate presented to the peers, for peers that demand mTLS."
+    )
+    peer_key_file: Path | None = Field(None, description="PEM private key of `peer_cert_file`.")
 
     trigger_pool: str = Field(
         "default-v1", description="Trigger pool: a built-in name (`default-v1`) or the path of a pool JSON file."
@@ -48,6 +52,13 @@ class InterventionSettings(ServiceSettings):
 
     max_prompt_chars: int = Field(16_000, ge=1, description="Longest prompt text (after template wrapping).")
     max_prompts_per_job: int = Field(100_000, ge=1, description="Most prompts one SubmitPrompts call may queue.")
+    rollout_window: int = Field(
+        1024,
+        ge=1,
+        description="Most rollouts of bulk jobs in flight at once (queued, generating, judging or being corrected), "
+        "over all jobs; the rest wait as stored prompts and are queued as earlier ones finish, so queues stay "
+        "this small whatever a job's size.",
+    )
     limit_samples_per_prompt: int = Field(16, ge=1, description="Most rollouts per prompt a job may ask for.")
     benign_samples_per_prompt: int = Field(
         4, ge=2, description="Rollouts per prompt of a benign (over-refusal) job when the request leaves it unset."
@@ -76,3 +87,11 @@ class InterventionSettings(ServiceSettings):
         description="Consumer group that counts rollout.generated / continuation.generated entries per job.",
     )
     key_prefix: str = Field("intervene:jobs", description="Prefix of every Redis key the job state uses.")
+
+    @model_validator(mode="after")
+    def _peer_identity_complete(self) -> InterventionSettings:
+        if (self.peer_cert_file is None) != (self.peer_key_file is None):
+            raise ValueError(
+                "set both INTERVENE_PEER_CERT_FILE and INTERVENE_PEER_KEY_FILE (mTLS to peers), or neither"
+            )
+        return self

@@ -14,6 +14,8 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+# The held-out sets of ../shared/data/README.md ("Suggested split") that the trained model is evaluated on.
+DEFAULT_EVAL_SETS = ["strongreject", "jbb", "harmbench-test", "xstest-safe", "xstest-unsafe"]
 
 
 class TrainerSettings(BaseSettings):
@@ -64,6 +66,15 @@ class TrainerSettings(BaseSettings):
         ge=16,
         description="Token budget of one packed row; pairs of a batch share rows up to it (attention cost grows with "
         "the square of a row's length, so rows much longer than one pair waste compute on masked-out blocks).",
+    )
+    eval_sets: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_EVAL_SETS),
+        description="Data sets or files the trained model will be evaluated on: pairs whose user prompt overlaps one "
+        "(same text, or half the word 8-grams of the shorter prompt) stop training. Default sets missing from the "
+        "data folder are skipped with a warning; sets named here must exist; [] turns the check off.",
+    )
+    allow_eval_overlap: bool = Field(
+        False, description="Train on pairs that overlap eval_sets anyway (their count is logged) instead of stopping."
     )
     # Loss
     beta: float = Field(0.1, gt=0, description="DPO beta (TRL's default; the paper does not give it).")

@@ -180,7 +180,8 @@ def load_prompts(
         if path.suffix.lower() not in SUFFIXES or not path.is_file():
             raise DatasetError(
                 "dataset",
-                f"{name_or_path!r} is neither a known dataset ({', '.join(dataset_names())}) nor a CSV/JSONL/JSON file",
+                f"{name_or_path[:80]!r} is neither a known dataset ({', '.join(dataset_names())}) "
+                "nor a CSV/JSONL/JSON file",
             )
         dataset = path.stem
     rows = read_rows(path)

@@ -40,7 +40,8 @@ def load_templates(name_or_path: str, data_dir: Path | str | None = None) -> lis
     path = resolve_data_dir(data_dir) / named if named else Path(name_or_path)
     if not path.is_file():
         raise DatasetError(
-            "template_file", f"no template file {name_or_path!r}: give a path or one of {', '.join(NAMED_TEMPLATES)}"
+            "template_file",
+            f"no template file {name_or_path[:80]!r}: give a path or one of {', '.join(NAMED_TEMPLATES)}",
         )
     if path.suffix.lower() in (".csv", ".jsonl", ".json"):
         rows = read_rows(path, field="template_file")

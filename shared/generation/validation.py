@@ -87,7 +87,8 @@ def check_context(text: str, field: str, backend: GenerationBackend) -> None:
 def check_adapter_name(name: str, path: str) -> None:
     if not _ADAPTER_NAME.match(name):
         raise field_error(
-            "name", f"{name!r} is not a valid adapter name: 1-128 letters, digits, '.', '_' or '-' (e.g. policy-v3)"
+            "name",
+            f"{name[:80]!r} is not a valid adapter name: 1-128 letters, digits, '.', '_' or '-' (e.g. policy-v3)",
         )
     if not path:
         raise field_error("path", "is empty; give the adapter's folder or hub id")
@@ -99,5 +100,14 @@ def already_exists(name: str) -> ServiceError:
     )
 
 
+def unloadable_adapter(path: str, error: Exception) -> ServiceError:
+    """A LoadAdapter path that holds no adapter the back end can load (the cause's text is not echoed)."""
+    return field_error(
+        "path",
+        f"no LoRA adapter could be loaded from {path[:80]!r} ({type(error).__name__}): give a PEFT adapter folder "
+        "the service can read, or a hub id it can reach",
+    )
+
+
 def unknown_adapter(name: str, known: list[str]) -> ServiceError:
-    return ServiceError.not_found(f"adapter: {name!r} is not loaded (loaded: {', '.join(known) or 'none'})")
+    return ServiceError.not_found(f"adapter: {name[:80]!r} is not loaded (loaded: {', '.join(known) or 'none'})")

@@ -8,8 +8,9 @@ Nothing judged unsafe reaches the client. The unary call returns the corrected t
 reasoning and response blanked when no trace was judged safe (an UNDETERMINED verdict counts as unsafe).
 
 The stream sends reasoning as it forms, one sentence-step at a time, and only steps the judge labelled
-neutral or safety-trigger, judging the reasoning so far each time a step completes; it stops sending at the
-first compliance cue or unsafe step and never sends the response before the whole trace was judged. Then
+neutral or safety-trigger of reasoning it judged safe so far, judging the reasoning so far each time a step
+completes; it stops sending at the first compliance cue or unsafe step, or as soon as the judge finds the
+reasoning so far harmful or cannot decide, and never sends the response before the whole trace was judged. Then
 the shared loop decides on the whole trace. Each `Intervention` event's `char_offset` counts characters of
 the reasoning sent so far: the client drops what it holds after it (a whole-trace reading can cut earlier
 than the step-wise one), then appends the deltas that follow. A final `result` with `withheld` set means the
@@ -193,6 +194,11 @@ class SafeRolloutRunner:
                 continue
             judged_to = spans[-2][1]
             partial = judge.judge_partial(plan.prompt.text, reasoning[:judged_to])
+            if partial.reasoning_verdict != common_pb2.VERDICT_SAFE:
+                # Fail closed: reasoning the judge did not clear (harmful, or undecided) is not streamed, whatever
+                # its step labels say (an llm judge that cannot find the cue labels every step neutral).
+                blocked = True
+                continue
             for step in partial.steps:
                 if step.end <= sent or step.end > judged_to:
                     continue

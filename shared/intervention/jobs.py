@@ -6,8 +6,8 @@ also bumps its reason's count), so a rollout is terminal exactly once whatever p
 
 Keys, all under `<prefix>:<job id>:` and all expiring `ttl` seconds after their last write:
 
-    meta             hash: name, created_at, spec (JobSpec as JSON), finished_at
-    requested        set of rollout ids queued by SubmitPrompts
+    meta             hash: name, created_at, spec (JobSpec as JSON), finished_at, fed (rollouts queued so far)
+    prompts          list of the job's Prompt messages (serialized), until every rollout is queued
     generated judged unsafe            sets of rollout ids per stage
     cont_generated cont_judged         sets of continuation ids
     round:<r>:tried  round:<r>:ok      sets of original rollout ids intervened on in round r / made safe in it
@@ -17,6 +17,9 @@ Keys, all under `<prefix>:<job id>:` and all expiring `ttl` seconds after their 
     failed           set of rollout ids that failed (generation error, dead letter)
     prompt_of        hash: rollout id -> prompt id (over-refusal jobs: their samples are judged per prompt)
     group:<prompt>   hash: sample index -> RolloutJudged bytes (over-refusal jobs)
+
+and `<prefix>:active`, a sorted set of the jobs not yet finished, oldest first: the feeder (`feeder.py`) queues
+their rollouts in that order. Rollout r of a job is sample r % k of prompt r // k (k samples per prompt).
 """
 
 from __future__ import annotations
@@ -110,23 +113,52 @@ class JobStore:
 
     # Submission.
 
-    def create(self, job_id: str, spec: JobSpec, rollout_ids: list[str], prompt_of: dict[str, str]) -> None:
-        """Records a job before its entries are queued, so a worker never sees an entry of an unknown job."""
+    def create(self, job_id: str, spec: JobSpec, prompts: list[bytes], prompt_of: dict[str, str]) -> None:
+        """Records a job and its prompts in one step, before any of its entries is queued (so a worker never sees
+        an entry of an unknown job), and makes it active."""
+        created = time.time()
         pipe = self.client.pipeline(transaction=True)
         meta = self.key(job_id, "meta")
-        pipe.hset(meta, mapping={"spec": json.dumps(asdict(spec)), "created_at": f"{time.time():.6f}"})
-        for start in range(0, len(rollout_ids), 10_000):
-            pipe.sadd(self.key(job_id, "requested"), *rollout_ids[start : start + 10_000])
+        pipe.hset(meta, mapping={"spec": json.dumps(asdict(spec)), "created_at": f"{created:.6f}", "fed": "0"})
+        for start in range(0, len(prompts), 10_000):
+            pipe.rpush(self.key(job_id, "prompts"), *prompts[start : start + 10_000])
         if prompt_of:
             pipe.hset(self.key(job_id, "prompt_of"), mapping=prompt_of)
-        for name in ("meta", "requested", "prompt_of"):
+        for name in ("meta", "prompts", "prompt_of"):
             pipe.expire(self.key(job_id, name), self.ttl)
+        pipe.zadd(self.active_key, {job_id: created})
         pipe.execute()
 
-    def withdraw(self, job_id: str, rollout_ids: list[str]) -> None:
-        """Forgets rollouts that could not be queued (back-pressure), so the job can still finish."""
-        if rollout_ids:
-            self.client.srem(self.key(job_id, "requested"), *rollout_ids)
+    # Feeding (see `feeder.py`).
+
+    @property
+    def active_key(self) -> str:
+        return f"{self.prefix}:active"
+
+    def active(self) -> list[str]:
+        """The jobs not yet finished, oldest first."""
+        return [_text(job_id) for job_id in self.client.zrange(self.active_key, 0, -1)]
+
+    def progress(self, job_ids: list[str]) -> list[tuple[int, int]]:
+        """(rollouts queued, rollouts terminal) of each job."""
+        pipe = self.client.pipeline(transaction=False)
+        for job_id in job_ids:
+            pipe.hget(self.key(job_id, "meta"), "fed")
+            pipe.hlen(self.key(job_id, "terminal"))
+        replies = pipe.execute()
+        return [(int(fed or 0), terminal) for fed, terminal in zip(replies[0::2], replies[1::2], strict=True)]
+
+    def prompts(self, job_id: str, first: int, last: int) -> list[bytes]:
+        """The job's stored prompts `first`..`last` (inclusive)."""
+        return self.client.lrange(self.key(job_id, "prompts"), first, last)
+
+    def fed_all(self, job_id: str) -> None:
+        """Every rollout is queued: the stored prompts are no longer needed."""
+        self.client.delete(self.key(job_id, "prompts"))
+
+    def retire(self, job_id: str) -> None:
+        """The job is finished (or gone): it no longer takes part in feeding."""
+        self.client.zrem(self.active_key, job_id)
 
     def spec(self, job_id: str) -> JobSpec | None:
         """The job's spec (cached: it never changes), None for an unknown job."""
@@ -183,6 +215,10 @@ class JobStore:
         samples = self.client.hgetall(self.key(job_id, f"group:{prompt_id}"))
         return {int(index): value for index, value in samples.items()}
 
+    def pair_ids(self, job_id: str) -> set[str]:
+        """Ids of the pairs the job produced (the pair store keeps each once, whichever job produced it first)."""
+        return {_text(member) for member in self.client.smembers(self.key(job_id, "pairs"))}
+
     def terminal_of(self, job_id: str, rollout_ids: list[str]) -> list[str | None]:
         values = self.client.hmget(self.key(job_id, "terminal"), rollout_ids)
         return [value.decode() if isinstance(value, bytes) else value for value in values]
@@ -220,7 +256,7 @@ class JobStore:
         spec = self.spec(job_id)
         if spec is None:
             return None
-        sets = ["requested", "generated", "judged", "unsafe", "cont_generated", "cont_judged", "pairs", "failed"]
+        sets = ["generated", "judged", "unsafe", "cont_generated", "cont_judged", "pairs", "failed"]
         rounds = range(1, spec.max_rounds + 1)
         pipe = self.client.pipeline(transaction=False)
         for name in sets:
@@ -239,7 +275,7 @@ class JobStore:
             id=job_id,
             name=spec.name,
             prompts=spec.prompts,
-            rollouts_requested=counts["requested"],
+            rollouts_requested=spec.rollouts,
             rollouts_generated=counts["generated"],
             rollouts_judged=counts["judged"],
             rollouts_unsafe=counts["unsafe"],
@@ -257,7 +293,7 @@ class JobStore:
         )
         if created_at:
             job.created_at.FromNanoseconds(int(float(created_at) * 1e9))
-        if terminal >= counts["requested"]:
+        if terminal >= spec.rollouts:
             job.state = common_pb2.JOB_STATE_FAILED if counts["failed"] >= terminal else common_pb2.JOB_STATE_SUCCEEDED
             if finished_at:
                 job.finished_at.FromNanoseconds(int(float(finished_at) * 1e9))

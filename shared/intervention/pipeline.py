@@ -9,7 +9,8 @@
 Every handler is idempotent: counts are set cardinalities (`jobs.JobStore`), pair ids are content hashes
 (the pair store keeps one copy), and a continuation request is produced again on a redelivery only when the
 first delivery died between producing it and recording it (the generation stage then decodes it twice, and
-the duplicate's pairs and counts collapse into the first's).
+the duplicate's pairs and counts collapse into the first's). An entry that names no known job fails, so after
+`max_deliveries` it waits in its stream's dead-letter stream with the reason (`intervene queues dead`).
 """
 
 from __future__ import annotations
@@ -92,10 +93,7 @@ class Pipeline:
     def on_rollout_judged(self, delivery: Delivery[queue_pb2.RolloutJudged]) -> None:
         message = delivery.message
         job_id, rollout, judgement = message.job_id, message.rollout, message.judgement
-        spec = self.jobs.spec(job_id)
-        if spec is None:
-            log.warning("rollout.judged entry %s names unknown job %s; dropped", delivery.entry_id, job_id)
-            return
+        spec = self._known(job_id)
         if rollout.finish_reason == "error" or not message.HasField("judgement"):
             # Generation failed and the judge passed it through unjudged.
             self._fail(job_id, [rollout.id], NoPairReason.GENERATION_FAILED)
@@ -179,10 +177,7 @@ class Pipeline:
         request = message.request
         job_id = message.job_id or request.job_id
         origin = request.origin_rollout_id
-        spec = self.jobs.spec(job_id)
-        if spec is None:
-            log.warning("continuation.judged entry %s names unknown job %s; dropped", delivery.entry_id, job_id)
-            return
+        spec = self._known(job_id)
         continuations, judgements = list(message.continuations), list(message.judgements)
         if not continuations or len(continuations) != len(request.branches) or len(judgements) != len(continuations):
             self._fail(job_id, [origin], NoPairReason.GENERATION_FAILED)
@@ -219,26 +214,37 @@ class Pipeline:
 
     # Progress: the second consumer group on the generated streams.
 
-    def on_rollouts_generated(self, deliveries: Sequence[Delivery[queue_pb2.RolloutGenerated]]) -> None:
+    def on_rollouts_generated(self, deliveries: Sequence[Delivery[queue_pb2.RolloutGenerated]]) -> dict[str, str]:
         failed: dict[str, list[str]] = {}
         seen: dict[str, list[str]] = {}
+        unknown: dict[str, str] = {}
         for delivery in deliveries:
             message = delivery.message
+            if self.jobs.spec(message.job_id) is None:
+                unknown[delivery.entry_id] = _unknown_job(message.job_id)
+                continue
             target = failed if message.error else seen
             target.setdefault(message.job_id, []).append(message.rollout.id)
         for job_id, ids in seen.items():
             self.jobs.add(job_id, "generated", *ids)
         for job_id, ids in failed.items():
             self._fail(job_id, ids, NoPairReason.GENERATION_FAILED)
+        return unknown
 
-    def on_continuations_generated(self, deliveries: Sequence[Delivery[queue_pb2.ContinuationGenerated]]) -> None:
+    def on_continuations_generated(
+        self, deliveries: Sequence[Delivery[queue_pb2.ContinuationGenerated]]
+    ) -> dict[str, str]:
+        unknown: dict[str, str] = {}
         for delivery in deliveries:
             message = delivery.message
             job_id = message.job_id or message.request.job_id
-            if message.error:
+            if self.jobs.spec(job_id) is None:
+                unknown[delivery.entry_id] = _unknown_job(job_id)
+            elif message.error:
                 self._fail(job_id, [message.request.origin_rollout_id], NoPairReason.GENERATION_FAILED)
             else:
                 self.jobs.add(job_id, "cont_generated", *(c.id for c in message.continuations))
+        return unknown
 
     # Dead letters: a stage gave up on an entry, so its rollout can never finish otherwise.
 
@@ -274,6 +280,14 @@ class Pipeline:
 
     # Shared steps.
 
+    def _known(self, job_id: str) -> JobSpec:
+        """The job's spec; an entry of a job that does not exist (expired, or never submitted) fails, so that
+        after `max_deliveries` it waits in the dead-letter stream with the reason instead of vanishing."""
+        spec = self.jobs.spec(job_id)
+        if spec is None:
+            raise LookupError(_unknown_job(job_id))
+        return spec
+
     def _fail(self, job_id: str, ids: list[str], reason: NoPairReason = NoPairReason.FAILED) -> None:
         """Ends rollouts as failed; a benign prompt whose other samples are in gets its pairs now."""
         spec = self.jobs.spec(job_id)
@@ -296,6 +310,10 @@ class Pipeline:
 
     def _finish(self, job_id: str, outcomes: dict[str, NoPairReason | None], failed: bool = False) -> None:
         self.jobs.finish(job_id, outcomes, failed=failed)
+
+
+def _unknown_job(job_id: str) -> str:
+    return f"no job {job_id[:80]!r} (never submitted, or expired)"
 
 
 def _sample_index(job_id: str, prompt_id: str, rollout: str, samples: int) -> int:

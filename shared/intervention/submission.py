@@ -1,10 +1,10 @@
 """Turning a SubmitPrompts request into a job: prompts (inline, named set or file, optionally template-wrapped),
-one `rollout.requested` entry per sample, and the job's state written before any entry is queued.
+stored with the job's state in one step; the feeder (`feeder.py`) then queues one `rollout.requested` entry per
+sample while few enough are in flight, starting at once.
 
-Back-pressure: the job is refused whole (RESOURCE_EXHAUSTED, nothing written) when `rollout.requested` has no
-room for all its entries. Another producer can still take the room between that check and the write; the
-rollouts that could then not be queued are withdrawn from the job (so it still finishes, with fewer rollouts)
-and the error names the job id and how many of its rollouts were queued. Nothing is dropped silently.
+Back-pressure: the job is refused whole (RESOURCE_EXHAUSTED, nothing written) when its rollouts, with those
+queued and those of earlier jobs still waiting to be queued, would exceed the cap of `rollout.requested`. Two
+submissions racing may both pass that check; the feeder still never puts more than the cap on the stream.
 """
 
 from __future__ import annotations
@@ -16,10 +16,11 @@ from google.protobuf import json_format
 
 from shared.datasets import DatasetError, load_prompts, load_templates, wrap_with_templates
 from shared.datasets.catalog import text_id
+from shared.intervention.feeder import JobFeeder
 from shared.intervention.ids import rollout_id
 from shared.intervention.jobs import JobSpec, JobStore
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, queue_pb2
-from shared.queues import BackPressureError, WorkQueue
+from shared.queues import WorkQueue
 
 
 class InvalidRequest(ValueError):
@@ -32,12 +33,7 @@ class InvalidRequest(ValueError):
 
 
 class QueueFull(Exception):
-    """rollout.requested has no room; `job_id` is set when part of the job was queued."""
-
-    def __init__(self, message: str, job_id: str = "", queued: int = 0) -> None:
-        super().__init__(message)
-        self.job_id = job_id
-        self.queued = queued
+    """rollout.requested has no room for the job's rollouts."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +45,7 @@ class SubmitLimits:
     default_rounds: int
     limit_rounds: int
     data_dir: str
+    rollout_window: int = 1024
 
 
 def check_prompt(prompt: common_pb2.Prompt, field: str, max_chars: int) -> None:
@@ -135,46 +132,27 @@ def submit(
             raise InvalidRequest("samples_per_prompt", "is 1; a benign job compares k >= 2 samples per prompt")
     samples = samples or 1
     job_id = "j-" + uuid.uuid4().hex[:16]
-    entries = [
-        queue_pb2.RolloutRequested(
-            job_id=job_id,
-            rollout_id=rollout_id(job_id, prompt.id, index),
-            prompt=prompt,
-            sampling=request.sampling,
-            sample_index=index,
-            adapter=request.adapter,
-        )
-        for prompt in prompts
-        for index in range(samples)
-    ]
-    room = queue.settings.max_length - queue.client.xlen(queue.stream)
-    if len(entries) > room:
+    rollouts = len(prompts) * samples
+    feeder = JobFeeder(jobs, queue, limits.rollout_window)
+    room = queue.settings.max_length - queue.client.xlen(queue.stream) - feeder.waiting()
+    if rollouts > room:
         raise QueueFull(
-            f"rollout.requested has room for {max(room, 0)} entries and the job needs {len(entries)}: "
+            f"rollout.requested has room for {max(room, 0)} entries and the job needs {rollouts}: "
             "its consumers are behind; retry later or submit fewer prompts (limit)"
         )
     spec = JobSpec(
         name=request.name or (request.dataset or "inline"),
         prompts=len(prompts),
-        rollouts=len(entries),
+        rollouts=rollouts,
         samples_per_prompt=samples,
         max_rounds=rounds,
         benign=request.benign,
         adapter=request.adapter,
         sampling=json_format.MessageToJson(request.sampling, indent=None),
     )
-    ids = [entry.rollout_id for entry in entries]
-    prompt_of = {entry.rollout_id: entry.prompt.id for entry in entries} if request.benign else {}
-    jobs.create(job_id, spec, ids, prompt_of)
-    try:
-        queue.produce_many(entries)
-    except BackPressureError as error:
-        queued = len(error.written)
-        jobs.withdraw(job_id, ids[queued:])
-        raise QueueFull(
-            f"job {job_id}: only {queued} of {len(entries)} rollouts were queued before rollout.requested filled up; "
-            f"the job runs with those {queued}. Retry the rest later.",
-            job_id,
-            queued,
-        ) from None
+    prompt_of = (
+        {rollout_id(job_id, p.id, index): p.id for p in prompts for index in range(samples)} if request.benign else {}
+    )
+    jobs.create(job_id, spec, [prompt.SerializeToString() for prompt in prompts], prompt_of)
+    feeder.feed()
     return job_id, len(prompts)

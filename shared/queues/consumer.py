@@ -14,6 +14,10 @@ While the handler works on a batch, a heartbeat thread touches the batch's entri
 `claim_idle_ms / 3`, so a slow handler (generation on a CPU) keeps its entries instead of having them
 reclaimed, and counted as failed deliveries, while still working on them.
 
+A batch blocked by back-pressure (the handler's output stream is full) stays in hand, kept fresh by the
+heartbeat, and is handled again after the same backing off until the stream has room: a slow stage slows
+the stages before it instead of failing their entries into the dead-letter stream.
+
 Losing Redis does not end the loop: it logs, backs off (0.1 s doubling to 5 s) and tries again. Nothing
 is lost meanwhile — unacknowledged entries stay pending and are reclaimed — but a batch whose ack did
 not reach Redis may be handled again: handlers are idempotent (see `shared.queues.stream`).
@@ -134,7 +138,7 @@ class Worker:
                     to_ack = []
                 heartbeat.hold([delivery.entry_id for delivery in batch])
                 try:
-                    to_ack, failed = self._run_handler(batch)
+                    to_ack, failed = self._handle(batch, stop_event)
                 finally:
                     heartbeat.hold([])
                 self.succeeded += len(to_ack)
@@ -150,6 +154,19 @@ class Worker:
                 stop_event.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF_S)
         self._flush(to_ack)
+
+    def _handle(
+        self, batch: list[Delivery[Any]], stop_event: threading.Event
+    ) -> tuple[list[str], list[tuple[Delivery[Any], str]]]:
+        """Runs the handler over the batch, and again over its blocked entries until none is blocked (or the
+        worker stops: entries still blocked then stay pending, for a reclaim); returns (to ack, failed)."""
+        to_ack, failed, blocked = self._run_handler(batch)
+        wait = FIRST_BACKOFF_S
+        while blocked and not stop_event.wait(wait):
+            wait = min(wait * 2, MAX_BACKOFF_S)
+            more_ack, more_failed, blocked = self._run_handler(blocked)
+            to_ack, failed = to_ack + more_ack, failed + more_failed
+        return to_ack, failed
 
     def _flush(self, to_ack: list[str]) -> None:
         try:

@@ -65,15 +65,20 @@ def requeue_dead(
 ) -> int:
     """Moves dead letters (by dead-letter entry id, or all) back onto `stream`; returns how many moved.
 
-    Raises BackPressureError when they would push the stream past its cap; the letters moved by
-    earlier chunks stay moved.
+    "all" means the letters there when the call starts: a letter that is still poison can die again while
+    later chunks move, and must not be moved again in the same call (that would cycle for as long as its
+    consumer keeps up). Raises BackPressureError when they would push the stream past its cap; the letters
+    moved by earlier chunks stay moved.
     """
     cap = (settings or QueueSettings()).max_length
     dead = dead_letter_stream(stream)
     moved = 0
     if ids == "all":
+        newest = client.xrevrange(dead, count=1)
+        if not newest:
+            return 0
         # Page from the start each time: moved letters are deleted, so the next page is the next letters.
-        while page := [dead_id for dead_id, _ in client.xrange(dead, count=CHUNK)]:
+        while page := [dead_id for dead_id, _ in client.xrange(dead, max=newest[0][0], count=CHUNK)]:
             moved += _requeue_chunk(client, dead, stream, cap, page)
         return moved
     id_list = list(ids)

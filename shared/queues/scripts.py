@@ -8,7 +8,8 @@ also means one round trip and, with `appendfsync always`, one fsync per batch in
 
 Scripts are sent with EVAL (Redis caches the compiled script by its digest): unlike EVALSHA this needs
 no reload after a Redis restart, and the ~1 KB of script text is small beside a batch of bodies.
-Every script touches the keys of one stream only (`<stream>`, `<stream>.dead`, `<stream>.errors`).
+Every script touches the keys of one stream only (`<stream>`, `<stream>.dead`, `<stream>.errors`), except
+PRODUCE_GUARDED, which also moves the producer's cursor (a hash field of its own) in the same step.
 """
 
 from __future__ import annotations
@@ -77,6 +78,19 @@ local length = redis.call('XLEN', KEYS[1])
 if length + #ARGV - 2 > tonumber(ARGV[1]) then return length end
 local ids = {}
 for i = 3, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'body', ARGV[i], 'type', ARGV[2]) end
+return ids
+"""
+
+# A produce that moves a cursor in the same step: the entries are written only while the hash field still holds
+# the expected value, which then becomes the new one. KEYS: stream, guard hash. ARGV: cap, type name, field,
+# expected, new, body... -> list of new ids; the stream's length when full; nil when the field had moved on.
+PRODUCE_GUARDED = """
+if (redis.call('HGET', KEYS[2], ARGV[3]) or '') ~= ARGV[4] then return false end
+local length = redis.call('XLEN', KEYS[1])
+if length + #ARGV - 5 > tonumber(ARGV[1]) then return length end
+local ids = {}
+for i = 6, #ARGV do ids[#ids + 1] = redis.call('XADD', KEYS[1], '*', 'body', ARGV[i], 'type', ARGV[2]) end
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[5])
 return ids
 """
 

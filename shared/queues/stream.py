@@ -100,6 +100,30 @@ class WorkQueue(Generic[M]):
             ids += [entry_id.decode() for entry_id in result]
         return ids
 
+    def produce_guarded(
+        self, messages: Sequence[M], guard: str, field: str, expected: str, new: str
+    ) -> list[str] | None:
+        """Appends messages (at most 1000) only if hash `guard`'s `field` still reads `expected` (a missing field
+        reads ""), and sets it to `new` in the same atomic step; returns their entry ids.
+
+        The field is a producer's cursor that moves exactly when its entries are written: a producer that died
+        mid-call, or a second one racing it, can never write the same entries twice. None when the field held
+        something else (another producer moved first: read it again); BackPressureError when the stream lacks
+        room for all of them (nothing written, the cursor unmoved).
+        """
+        if len(messages) > CHUNK:
+            raise ValueError(f"produce_guarded takes at most {CHUNK} messages per call, not {len(messages)}")
+        bodies = [self._encode(message) for message in messages]
+        cap = self.settings.max_length
+        result = self.client.eval(
+            scripts.PRODUCE_GUARDED, 2, self.stream, guard, cap, self._type, field, expected, new, *bodies
+        )
+        if result is None:
+            return None
+        if isinstance(result, int):
+            raise BackPressureError(self.stream, result, cap, len(bodies))
+        return [entry_id.decode() for entry_id in result]
+
     def _encode(self, message: M) -> bytes:
         if not isinstance(message, self.message_type):
             raise TypeError(
@@ -133,7 +157,7 @@ class WorkQueue(Generic[M]):
         dead_before = self.dead_lettered
         reclaimed = self.reclaim(group, consumer)
         batch = reclaimed or self.read(group, consumer, block_ms=block_ms)
-        succeeded, failed = run(batch)
+        succeeded, failed, blocked = run(batch)
         self.ack(group, succeeded)
         self.fail(group, failed)
         return ConsumeResult(
@@ -141,6 +165,7 @@ class WorkQueue(Generic[M]):
             failed=len(failed),
             dead_lettered=self.dead_lettered - dead_before,
             reclaimed=len(reclaimed),
+            blocked=len(blocked),
         )
 
     # Consuming, the steps (Worker uses them directly).

@@ -25,12 +25,30 @@ NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
 DependencyCheck = Callable[[], bool]
 
 
-def redis_check(client: redis.Redis) -> DependencyCheck:
-    """A dependency check that PINGs `client` (create it with socket timeouts so a dead host fails fast)."""
+class DependencyFailure(Exception):
+    """A failed dependency check with a reason fit for the log: what is wrong and which setting to fix, never a
+    secret or request text. Other exceptions a check raises are logged by their type alone."""
+
+
+def redis_check(client: redis.Redis, timeout_s: float = 1.0) -> DependencyCheck:
+    """A dependency check that PINGs the Redis `client` talks to, on a connection of its own that gives up after
+    `timeout_s`: a Redis that hangs (paused, partitioned) turns health NOT_SERVING within about that time, whatever
+    timeouts the service's own clients need for their blocking reads."""
+    pool = client.connection_pool
+    kwargs = {**pool.connection_kwargs, "socket_timeout": timeout_s, "socket_connect_timeout": timeout_s}
+    probe = redis.Redis(connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs))
 
     def check() -> bool:
         try:
-            return bool(client.ping())
+            return bool(probe.ping())
+        except redis.exceptions.AuthenticationError:
+            # Unlike an outage, refused credentials do not heal by themselves: the log says what to fix.
+            raise DependencyFailure(
+                "Redis refused the credentials: check the user and password in INTERVENE_REDIS_URL "
+                "or INTERVENE_REDIS_PASSWORD_FILE"
+            ) from None
+        except redis.exceptions.NoPermissionError:
+            raise DependencyFailure("the Redis user may not run PING: give its ACL +@connection") from None
         except redis.exceptions.RedisError:
             return False
 
@@ -82,7 +100,8 @@ class HealthMonitor:
             except Exception as error:
                 ok = False
                 if name not in self._failing:
-                    log.warning("dependency check %r raised %s", name, type(error).__name__)
+                    reason = str(error) if isinstance(error, DependencyFailure) else type(error).__name__
+                    log.warning("dependency check %r failed: %s", name, reason)
             if not ok:
                 failing.add(name)
         for name in sorted(failing - self._failing):

@@ -5,7 +5,9 @@ A service describes itself with a `ServiceSpec` and calls `run_service(spec, set
 `start_server(spec, settings)` and get a `RunningServer` on a free port (settings.port=0).
 
 Interceptor order, outermost first: metrics (sees the final status of every call, auth refusals included),
-bearer auth (skipped when settings.auth_disabled), error mapping (turns servicer exceptions into statuses).
+bearer auth (skipped when settings.auth_disabled), payload logging (only with settings.log_text), error
+mapping (turns servicer exceptions into statuses), request decoding (requests that do not parse become
+INVALID_ARGUMENT after auth, not INTERNAL before it).
 """
 
 from __future__ import annotations
@@ -25,10 +27,12 @@ from prometheus_client import start_http_server
 
 from shared.config.base import ServiceSettings
 from shared.rpc.auth import BearerAuthInterceptor
+from shared.rpc.decoding import RequestDecodingInterceptor
 from shared.rpc.health import DependencyCheck, HealthMonitor
 from shared.rpc.interceptors import ErrorInterceptor
 from shared.rpc.logs import configure_logging
 from shared.rpc.metrics import MetricsInterceptor, ServiceMetrics
+from shared.rpc.payloads import PayloadLogInterceptor
 from shared.rpc.shutdown import StopSignal
 from shared.rpc.tls import server_credentials
 
@@ -173,7 +177,11 @@ def _interceptors(spec: ServiceSpec, settings: ServiceSettings) -> list[grpc.Ser
                 ", ".join(sorted(spec.read_scope_methods)),
             )
         chain.append(BearerAuthInterceptor(token, read_token, spec.read_scope_methods))
+    if settings.log_text:
+        log.warning("%s: INTERVENE_LOG_TEXT is on: logs may hold prompts, reasoning and pairs (debug only)", spec.name)
+        chain.append(PayloadLogInterceptor())
     chain.append(ErrorInterceptor(log_text=settings.log_text))
+    chain.append(RequestDecodingInterceptor())
     return chain
 
 

@@ -3,6 +3,8 @@
 Services run as `python -m services.<name>` child processes in their own sessions (they outlive the
 CLI), with random bearer tokens written to 0600 files in the run folder, logs under `logs/`, and the
 ports of their peers in their environment. `up` waits until each answers SERVING on gRPC health.
+`kill`, `start_service` and `start_redis` take one process down hard and bring it back on the same port
+(fault drills: tests/e2e, tests/reliability).
 """
 
 from __future__ import annotations
@@ -50,8 +52,17 @@ def _write_secret(path: Path) -> None:
         out.write(secrets.token_urlsafe(32))
 
 
-def _service_env(state: StackState, name: str, port: int, extra: dict[str, str]) -> dict[str, str]:
+# The services that share one machine's cores with the generation service: their torch work (the classifier judge's
+# small encoder) is light, and a second multi-threaded torch process makes both stall on each other's spinning
+# threads, so they get one thread unless OMP_NUM_THREADS is set.
+SINGLE_THREADED = ("judge", "intervention", "pairstore")
+
+
+def service_env(state: StackState, name: str, port: int, extra: dict[str, str]) -> dict[str, str]:
+    """A service's environment: this process's, the stack's Redis, token files and peers, then `extra`."""
     env = dict(os.environ)
+    if name in SINGLE_THREADED:
+        env.setdefault("OMP_NUM_THREADS", "1")
     env.update(
         {
             "INTERVENE_HOST": "127.0.0.1",
@@ -92,22 +103,22 @@ def up(
     env: dict[str, str] | None = None,
     timeout_s: float = 300.0,
     on_started: Callable[[str, str], None] = lambda name, address: None,
+    default_ports: bool = True,
 ) -> StackState:
-    """Starts Redis and the services (all available ones by default); returns the recorded state."""
+    """Starts Redis and the services (all available ones by default); returns the recorded state.
+
+    Each process takes its default port when free; with `default_ports=False`, a random free port instead
+    (stacks started side by side, as test runs on one machine do, then never race for the same port).
+    """
     existing = StackState.load(folder)
     if existing is not None and is_alive(existing.redis):
         raise RuntimeError(f"a stack is already running from {folder}; run `intervene down` first")
     folder.mkdir(parents=True, exist_ok=True)
     (folder / "logs").mkdir(exist_ok=True)
-    redis = RedisProcess(data_dir=folder / "redis", port=_port(6390)).start()
+    redis = RedisProcess(data_dir=folder / "redis", port=_port(6390) if default_ports else free_port()).start()
     state = StackState(
         redis_url=redis.url,
-        redis=ProcessRecord(
-            pid=redis.process.pid,
-            port=redis.port,
-            log=str(folder / "redis" / "redis.log"),
-            marker=Path(redis_server_binary()).name,
-        ),
+        redis=_redis_record(redis),
         token_file=str(folder / "secrets" / "token"),
         read_token_file=str(folder / "secrets" / "read_token"),
     )
@@ -116,29 +127,71 @@ def up(
     state.save(folder)
     try:
         for name in services if services is not None else available_services():
-            port = _port(SERVICES[name])
-            log = folder / "logs" / f"{name}.log"
-            with log.open("ab") as log_file:
-                process = subprocess.Popen(
-                    [sys.executable, "-m", f"services.{name}"],
-                    env=_service_env(state, name, port, env or {}),
-                    stdout=log_file,
-                    stderr=subprocess.STDOUT,
-                    stdin=subprocess.DEVNULL,
-                    start_new_session=True,
-                )
-            record = ProcessRecord(pid=process.pid, port=port, log=str(log), marker=f"services.{name}")
-            state.services[name] = record
-            state.save(folder)
-            try:
-                wait_serving(f"127.0.0.1:{port}", timeout_s, alive=lambda p=process: p.poll() is None)
-            except (RuntimeError, TimeoutError) as error:
-                raise RuntimeError(f"{name} did not start: {error}; see {log}") from None
-            on_started(name, f"127.0.0.1:{port}")
+            start_service(folder, state, name, env, timeout_s, port=None if default_ports else free_port())
+            on_started(name, state.address(name))
     except BaseException:
         down(folder)
         raise
     return state
+
+
+def start_service(
+    folder: Path,
+    state: StackState,
+    name: str,
+    env: dict[str, str] | None = None,
+    timeout_s: float = 300.0,
+    port: int | None = None,
+) -> ProcessRecord:
+    """Starts one service of the stack, records it and waits for SERVING. Its port: `port`, else the one it had,
+    else its default one when free."""
+    known = state.services.get(name)
+    if port is None:
+        port = known.port if known is not None else _port(SERVICES[name])
+    log = folder / "logs" / f"{name}.log"
+    with log.open("ab") as log_file:
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{name}"],
+            env=service_env(state, name, port, env or {}),
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+    record = ProcessRecord(pid=process.pid, port=port, log=str(log), marker=f"services.{name}")
+    state.services[name] = record
+    state.save(folder)
+    try:
+        wait_serving(f"127.0.0.1:{port}", timeout_s, alive=lambda: process.poll() is None)
+    except (RuntimeError, TimeoutError) as error:
+        raise RuntimeError(f"{name} did not start: {error}; see {log}") from None
+    return record
+
+
+def kill(record: ProcessRecord) -> None:
+    """kill -9 a recorded process and waits until it is gone (a chaos drill: it gets no chance to clean up)."""
+    if is_alive(record):
+        os.kill(record.pid, signal.SIGKILL)
+    while is_alive(record):
+        _reap(record.pid)
+        time.sleep(0.02)
+    _reap(record.pid)
+
+
+def start_redis(folder: Path, state: StackState) -> ProcessRecord:
+    """Starts the stack's Redis again on its port and data folder (the AOF is replayed); records the new pid."""
+    state.redis = _redis_record(RedisProcess(data_dir=folder / "redis", port=state.redis.port).start())
+    state.save(folder)
+    return state.redis
+
+
+def _redis_record(redis: RedisProcess) -> ProcessRecord:
+    return ProcessRecord(
+        pid=redis.process.pid,
+        port=redis.port,
+        log=str(redis.data_dir / "redis.log"),
+        marker=Path(redis_server_binary()).name,
+    )
 
 
 def down(folder: Path, timeout_s: float = 20.0) -> list[str]:

@@ -31,6 +31,7 @@ class PairRecord:
     conditioning: str
     chosen: str
     rejected: str
+    user_prompt: str = ""  # the user turn before any chat template, for the evaluation-overlap check
 
 
 @dataclass
@@ -77,7 +78,9 @@ def record_from_row(row: dict, index: int) -> PairRecord:
     for name in ("chosen", "rejected"):
         if not isinstance(row.get(name), str):
             raise PairTokenError("empty_suffix", f"pair {pair_id}: row {index} has no '{name}' text")
-    return PairRecord(pair_id, _kind(row.get("kind")), conditioning, row["chosen"], row["rejected"])
+    return PairRecord(
+        pair_id, _kind(row.get("kind")), conditioning, row["chosen"], row["rejected"], str(row.get("user_prompt") or "")
+    )
 
 
 def record_from_proto(pair: object) -> PairRecord:
@@ -88,6 +91,7 @@ def record_from_proto(pair: object) -> PairRecord:
         conditioning=pair.context + pair.prefix,
         chosen=pair.chosen,
         rejected=pair.rejected,
+        user_prompt=pair.prompt.text,
     )
 
 

@@ -21,8 +21,10 @@ import torch
 import torch.distributed as dist
 
 from shared.config.trainer import TrainerSettings
+from shared.datasets import DatasetError
+from shared.evaluation.overlap import EvalOverlapError, check_training_pairs, load_prompt_set
 from shared.training import checkpoint as ckpt
-from shared.training.data import epoch_order, epoch_size, tokenize_records
+from shared.training.data import PairRecord, epoch_order, epoch_size, tokenize_records
 from shared.training.distributed import DistEnv, all_reduce_sum, init_distributed
 from shared.training.logprobs import SuffixScorer, score_batch
 from shared.training.loss import suffix_dpo_loss
@@ -87,6 +89,23 @@ def preflight(settings: TrainerSettings) -> None:
         )
     if settings.pairs_file is not None and not settings.pairs_file.exists():
         raise TrainingInputError(f"pairs file {settings.pairs_file} does not exist (INTERVENE_TRAINER_PAIRS_FILE)")
+    if settings.pairs_file is not None:
+        _check_eval_overlap(settings)
+
+
+def _check_eval_overlap(settings: TrainerSettings, records: list | None = None, env: DistEnv | None = None) -> None:
+    """Stop when pairs share prompts with the evaluation sets (unless allowed): the pairs file's, or those of
+    `records` (this rank's shard of the pair store), counted over every rank of the job."""
+    try:
+        if records is None:
+            entries = load_prompt_set(str(settings.pairs_file)).entries()
+        else:
+            entries = [(r.pair_id, r.user_prompt or r.conditioning) for r in records if isinstance(r, PairRecord)]
+        notice = check_training_pairs(entries, settings, all_reduce_sum if env is not None else None)
+    except (EvalOverlapError, DatasetError) as error:
+        raise TrainingInputError(str(error)) from error
+    if notice and (env is None or env.rank == 0):
+        log.warning(notice)
 
 
 def _check_before_start(settings: TrainerSettings) -> str:
@@ -141,6 +160,8 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     records, stream_snapshot = _load_records(settings, env)
+    if settings.pairs_file is None:
+        _check_eval_overlap(settings, records, env)
     snapshot = stream_snapshot or snapshot
     pairs, kinds, report = tokenize_records(
         records,

@@ -11,10 +11,6 @@ shipped; the pairs, cuts and verdicts all come from the real services.
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -39,7 +35,7 @@ from shared.protos.intervene.v1 import (
 )
 from shared.rpc.client import connect
 from shared.stack import local
-from shared.stack.state import ProcessRecord, StackState, is_alive
+from shared.stack.state import StackState
 
 pytestmark = pytest.mark.slow
 
@@ -76,21 +72,8 @@ class Stack:
 
     def restart(self, name: str) -> None:
         """kill -9 the service, start it again on its port with the environment `up` gave it."""
-        record = self.state.services[name]
-        os.kill(record.pid, signal.SIGKILL)
-        while is_alive(record):
-            time.sleep(0.05)
-        with open(record.log, "ab") as log:
-            process = subprocess.Popen(
-                [sys.executable, "-m", f"services.{name}"],
-                env=local._service_env(self.state, name, record.port, ENV),
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.state.services[name] = ProcessRecord(process.pid, record.port, record.log, record.marker)
-        self.state.save(self.folder)
-        local.wait_serving(self.state.address(name), 300, alive=lambda: process.poll() is None)
+        local.kill(self.state.services[name])
+        local.start_service(self.folder, self.state, name, ENV)
 
 
 def planted_patterns(folder: Path) -> Path:

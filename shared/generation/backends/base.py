@@ -98,7 +98,10 @@ class GenerationBackend(abc.ABC):
         with self._adapter_lock:
             if name in self.adapters:
                 raise validation.already_exists(name)
-            self._load_adapter(name, path)
+            try:
+                self._load_adapter(name, path)
+            except (OSError, ValueError) as error:
+                raise validation.unloadable_adapter(path, error) from error
             adapter = generation_pb2.Adapter(name=name, path=path, base_model=self.model_name)
             self.adapters[name] = adapter
             return adapter

@@ -12,7 +12,8 @@ import pytest
 
 from shared.protos.intervene.v1 import pairstore_pb2, pairstore_pb2_grpc
 from shared.rpc.client import connect
-from shared.stack.state import StackState, is_alive
+from shared.stack import local
+from shared.stack.state import ProcessRecord, StackState, is_alive
 from tests.shared.pairs.factories import make_pair
 
 
@@ -67,3 +68,12 @@ def test_second_up_is_refused(stack: Path) -> None:
 def test_cli_reports_unreachable_service_with_a_hint(tmp_path: Path) -> None:
     result = intervene(tmp_path / "none", "pairs", "stats", "--address", "127.0.0.1:1")
     assert result.returncode != 0 and "UNAVAILABLE" in result.stderr and "intervene up" in result.stderr
+
+
+def test_light_services_get_one_torch_thread_unless_told(monkeypatch: pytest.MonkeyPatch) -> None:
+    state = StackState(redis_url="redis://127.0.0.1:1", redis=ProcessRecord(pid=1, port=1, log="", marker="redis"))
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    assert local.service_env(state, "judge", 2, {})["OMP_NUM_THREADS"] == "1"
+    assert "OMP_NUM_THREADS" not in local.service_env(state, "generation", 3, {})
+    monkeypatch.setenv("OMP_NUM_THREADS", "4")
+    assert local.service_env(state, "judge", 2, {})["OMP_NUM_THREADS"] == "4"

@@ -1,7 +1,8 @@
 """Finds the string field that holds invalid UTF-8 in a serialized request, so the error can name it.
 
-protobuf refuses such a request as a whole ("String field had bad UTF-8") without saying where; the
-servicer answers INVALID_ARGUMENT with the field's path (`trace.reasoning`, `traces[3].response`).
+protobuf refuses such a request as a whole ("String field had bad UTF-8") without saying where;
+`decoding.RequestDecodingInterceptor` answers INVALID_ARGUMENT with the field's path (`trace.reasoning`,
+`traces[3].response`).
 """
 
 from __future__ import annotations
