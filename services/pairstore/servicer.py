@@ -82,6 +82,14 @@ def _check_filter(query: pairstore_pb2.PairFilter) -> None:
     if query.kind not in common_pb2.PairKind.values():
         known = ", ".join(common_pb2.PairKind.keys())
         raise ServiceError.invalid_argument("filter.kind", f"is {query.kind}; it must be one of {known}")
+    for name in ("created_after", "created_before"):
+        if query.HasField(name):
+            try:
+                getattr(query, name).ToNanoseconds()
+            except ValueError:
+                raise ServiceError.invalid_argument(
+                    f"filter.{name}", "is not a valid timestamp (years 0001-9999, nanos in [0, 999999999])"
+                ) from None
 
 
 def _encode_token(cursor: int) -> str:

@@ -10,6 +10,10 @@ their own runs. The number of cases run is printed in the terminal summary.
 
     .venv/bin/pytest tests/reliability/test_fuzz_rpc.py        # ≈2 minutes on 2 cores
     INTERVENE_FUZZ_EXAMPLES=500 .venv/bin/pytest tests/reliability/test_fuzz_rpc.py   # a longer run
+    INTERVENE_FUZZ_RANDOM=1 .venv/bin/pytest tests/reliability/test_fuzz_rpc.py       # new inputs each run
+
+By default the cases are derandomized (the same each run), so CI is reproducible and a red run is a change in
+the code, not a new draw; INTERVENE_FUZZ_RANDOM=1 explores, and a failure prints the case to reproduce it.
 """
 
 from __future__ import annotations
@@ -61,6 +65,7 @@ ACTIONABLE = {
 }
 FUZZ_SETTINGS = settings(
     max_examples=EXAMPLES,
+    derandomize=os.environ.get("INTERVENE_FUZZ_RANDOM") != "1",
     deadline=None,
     database=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.large_base_example],

@@ -93,6 +93,10 @@ def test_status_codes_name_the_field(server: RunningServer) -> None:
     huge.rejected = "x" * 100_000
     code, _ = status_of(lambda: writer.PutPairs(pairstore_pb2.PutPairsRequest(pairs=[huge])))
     assert code == grpc.StatusCode.RESOURCE_EXHAUSTED
+    out_of_range = pairstore_pb2.PairFilter()
+    out_of_range.created_after.seconds = 2**62  # far past year 9999: a Timestamp that cannot be converted
+    code, details = status_of(lambda: writer.Stats(pairstore_pb2.StatsRequest(filter=out_of_range)))
+    assert code == grpc.StatusCode.INVALID_ARGUMENT and details.startswith("filter.created_after")
     assert writer.Stats(pairstore_pb2.StatsRequest()).total == 0, "a refused request stores nothing"
 
 

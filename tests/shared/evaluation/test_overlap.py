@@ -170,10 +170,11 @@ def test_cli_prints_counts_and_ids_but_no_prompt_text(sets, data_dir):
     assert runner.invoke(cli, clean).exit_code == 0
 
 
-def test_cli_names_an_unknown_set_and_a_bad_threshold():
-    result = CliRunner().invoke(cli, ["data", "overlap", "advbench", "no-such-set"])
+def test_cli_names_an_unknown_set_and_a_bad_threshold(tmp_path):
+    train = _write(tmp_path / "train.jsonl", [{"prompt": "How do I bake bread at home?"}])
+    result = CliRunner().invoke(cli, ["data", "overlap", str(train), "no-such-set"])
     assert result.exit_code == 2 and "no-such-set" in result.output and "known dataset" in result.output
-    result = CliRunner().invoke(cli, ["data", "overlap", "advbench", "jbb", "--threshold", "0"])
+    result = CliRunner().invoke(cli, ["data", "overlap", str(train), str(train), "--threshold", "0"])
     assert result.exit_code == 2 and "--threshold" in result.output
 
 

@@ -25,7 +25,7 @@ from shared.cli.main import cli
 from shared.launch.base import JobState
 from shared.launch.cluster import ClusterOptions
 from shared.launch.job import TrainJob
-from tests.deploy.manifests import jsonschema, validate_pytorchjob
+from tests.deploy.manifests import jsonschema, pytorchjob_validator, validate_pytorchjob
 
 pytest.importorskip("kubeflow.training", reason="the deploy extra is not installed: pip install '.[deploy]'")
 from kubernetes import client as k8s
@@ -150,6 +150,7 @@ def _handler(state: FakeKubernetes) -> type[BaseHTTPRequestHandler]:
 
 @pytest.fixture
 def fake_api() -> Iterator[tuple[FakeKubernetes, k8s.Configuration]]:
+    pytorchjob_validator()  # skips here, not inside the server's thread, when the CRD file is missing
     state = FakeKubernetes()
     server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(state))
     thread = threading.Thread(target=server.serve_forever, daemon=True)
