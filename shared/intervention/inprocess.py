@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from shared.intervention.ids import rollout_id
-from shared.intervention.loop import BranchText, continue_request
+from shared.intervention.loop import BranchText, branch_texts, continue_request
 from shared.intervention.triggers import Trigger
 from shared.judging.base import Judge, TraceInput
 from shared.protos.intervene.v1 import common_pb2, generation_pb2
@@ -47,11 +47,7 @@ class BackendGenerator:
         self, parent: common_pb2.Rollout, kept: str, triggers: list[Trigger], sampling: common_pb2.SamplingParams
     ) -> list[BranchText]:
         [reply] = self.backend.continue_branches([continue_request(parent, kept, triggers, sampling, self.adapter)])
-        by_branch = {c.branch_id: c for c in reply.continuations}
-        return [
-            BranchText(by_branch[t.id].reasoning, by_branch[t.id].response, by_branch[t.id].reasoning_closed)
-            for t in triggers
-        ]
+        return branch_texts(reply, triggers)
 
 
 class BackendJudge:

@@ -27,7 +27,7 @@ import grpc
 
 from shared.intervention.decisions import DEFAULT_REASONING_CLOSE, Cut, cut_for
 from shared.intervention.ids import rollout_id
-from shared.intervention.loop import BranchText, InterventionLoop, Outcome, continue_request
+from shared.intervention.loop import BranchText, InterventionLoop, Outcome, branch_texts, continue_request
 from shared.intervention.triggers import Trigger
 from shared.judging.steps import split
 from shared.protos.intervene.v1 import (
@@ -93,11 +93,7 @@ class GrpcGenerator:
         reply = self.stub.Continue(
             continue_request(parent, kept, triggers, sampling, self.adapter), timeout=self.deadline.timeout()
         )
-        by_branch = {c.branch_id: c for c in reply.continuations}
-        return [
-            BranchText(by_branch[t.id].reasoning, by_branch[t.id].response, by_branch[t.id].reasoning_closed)
-            for t in triggers
-        ]
+        return branch_texts(reply, triggers)
 
 
 class GrpcJudge:

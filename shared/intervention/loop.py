@@ -52,6 +52,15 @@ def continue_request(
     )
 
 
+def branch_texts(reply: generation_pb2.ContinueResponse, triggers: list[Trigger]) -> list[BranchText]:
+    """The reply's continuations in the order of `triggers` (the reply names each by its branch id)."""
+    by_branch = {c.branch_id: c for c in reply.continuations}
+    return [
+        BranchText(by_branch[t.id].reasoning, by_branch[t.id].response, by_branch[t.id].reasoning_closed)
+        for t in triggers
+    ]
+
+
 class Generator(Protocol):
     def generate(self, prompt: common_pb2.Prompt, sampling: common_pb2.SamplingParams) -> common_pb2.Rollout:
         """One rollout of `prompt` (its id, context, reasoning and response filled in)."""
