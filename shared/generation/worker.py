@@ -20,10 +20,9 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from google.protobuf import timestamp_pb2
-
 from shared.generation.backends.base import GenerationBackend
 from shared.generation.format import derive_seed
+from shared.intervention.decisions import branch_rollout
 from shared.protos.intervene.v1 import common_pb2, generation_pb2, queue_pb2
 from shared.queues import Delivery, WorkQueue
 from shared.rpc.errors import ServiceError
@@ -75,32 +74,19 @@ def _continuation_result(
 ) -> queue_pb2.ContinuationGenerated:
     if isinstance(response, ServiceError):
         return queue_pb2.ContinuationGenerated(job_id=message.job_id, request=message, error=response.message)
-    created = timestamp_pb2.Timestamp()
-    created.GetCurrentTime()
-    parent = message.parent
-    rollouts = []
-    for branch, continuation in zip(message.branches, response.continuations, strict=True):
-        given = message.kept_reasoning + branch.trigger_text
-        rollouts.append(
-            common_pb2.Rollout(
-                id=branch.continuation_id,
-                prompt=parent.prompt,
-                context=parent.context,
-                reasoning=given + continuation.reasoning,
-                response=continuation.response,
-                reasoning_closed=continuation.reasoning_closed,
-                model=model,
-                adapter=message.adapter,
-                reasoning_tokens=continuation.reasoning_tokens,
-                response_tokens=continuation.response_tokens,
-                finish_reason=continuation.finish_reason,
-                created_at=created,
-                round=message.round,
-                parent_id=parent.id,
-                trigger_id=branch.trigger_id,
-                given_reasoning_chars=len(given),
-            )
+    rollouts = [
+        branch_rollout(
+            message.parent,
+            message.kept_reasoning + branch.trigger_text,
+            branch.continuation_id,
+            branch.trigger_id,
+            message.round,
+            continuation,
+            model=model,
+            adapter=message.adapter,
         )
+        for branch, continuation in zip(message.branches, response.continuations, strict=True)
+    ]
     return queue_pb2.ContinuationGenerated(job_id=message.job_id, request=message, continuations=rollouts)
 
 

@@ -2,7 +2,7 @@
 
 * `cut_for` — whether and where to intervene: at the first compliance cue h (>= 2) of an unsafe
   trace; in later rounds, at the first cue after the text that was given to the model.
-* `continuation_rollout` — the trace a trigger branch produced: `z[<h] ⊕ τ ⊕ continuation`.
+* `continuation_rollout` / `branch_rollout` — the trace a trigger branch produced: `z[<h] ⊕ τ ⊕ continuation`.
 * `build_pair` — `{prompt: x, prefix: z[<h], chosen: τ ⊕ continuation, rejected: z[≥h] ⊕ y}` with
   provenance, and never from a chosen side that was not judged safe.
 * `over_refusal_pairs` — helpful ≻ refusal for benign look-alike prompts (empty prefix);
@@ -22,7 +22,7 @@ from google.protobuf import timestamp_pb2
 from shared.intervention.ids import continuation_id
 from shared.intervention.triggers import Trigger
 from shared.pairs.ids import pair_id
-from shared.protos.intervene.v1 import common_pb2
+from shared.protos.intervene.v1 import common_pb2, generation_pb2
 
 # Text between the reasoning and the response in pairs' suffixes; the generation service writes the
 # same string when it closes a think block (INTERVENE_FORCED_CLOSE).
@@ -99,19 +99,48 @@ def continuation_rollout(
     reasoning_closed: bool = True,
 ) -> common_pb2.Rollout:
     """The whole trace of one trigger branch: the parent's kept reasoning, the trigger, what followed."""
-    given = cut.kept(parent) + trigger.text
-    rollout = common_pb2.Rollout(
-        id=continuation_id(parent.id, trigger.id, round_),
-        prompt=parent.prompt,
-        context=parent.context,
-        reasoning=given + generated_reasoning,
-        response=response,
-        reasoning_closed=reasoning_closed,
+    return branch_rollout(
+        parent,
+        cut.kept(parent) + trigger.text,
+        continuation_id(parent.id, trigger.id, round_),
+        trigger.id,
+        round_,
+        generation_pb2.Continuation(
+            reasoning=generated_reasoning, response=response, reasoning_closed=reasoning_closed
+        ),
         model=parent.model,
         adapter=parent.adapter,
+    )
+
+
+def branch_rollout(
+    parent: common_pb2.Rollout,
+    given: str,
+    rollout_id: str,
+    trigger_id: str,
+    round_: int,
+    generated: generation_pb2.Continuation,
+    model: str,
+    adapter: str,
+) -> common_pb2.Rollout:
+    """A branch's whole trace, `given ⊕ generated`: what the model was given after the parent's context (kept
+    reasoning and trigger) and what it wrote, linked to `parent` and the trigger (both the in-process loop and
+    the generation service's queue worker build continuations with it)."""
+    rollout = common_pb2.Rollout(
+        id=rollout_id,
+        prompt=parent.prompt,
+        context=parent.context,
+        reasoning=given + generated.reasoning,
+        response=generated.response,
+        reasoning_closed=generated.reasoning_closed,
+        model=model,
+        adapter=adapter,
+        reasoning_tokens=generated.reasoning_tokens,
+        response_tokens=generated.response_tokens,
+        finish_reason=generated.finish_reason,
         round=round_,
         parent_id=parent.id,
-        trigger_id=trigger.id,
+        trigger_id=trigger_id,
         given_reasoning_chars=len(given),
     )
     rollout.created_at.GetCurrentTime()
