@@ -13,6 +13,8 @@ was lost or invented, and the store's export holding each produced pair exactly 
 
 from __future__ import annotations
 
+import os
+import signal
 import socket
 import time
 from collections.abc import Callable
@@ -269,14 +271,24 @@ def kill_while_holding(stack: DrillStack, name: str, job_id: str) -> int:
     client = stack.redis()
     record = stack.state.services[name]
     consumer = f"{socket.gethostname()}-{record.pid}"
+
+    def holding() -> int:
+        return sum(_pending(client, stream, group, consumer) for stream, group in CONSUMES[name])
+
     polls = 0
-    while not any(_pending(client, stream, group, consumer) for stream, group in CONSUMES[name]):
+    while True:
+        if holding():
+            # Frozen, it can no longer ack what it holds: kill it only if it still holds something then.
+            os.kill(record.pid, signal.SIGSTOP)
+            if holding():
+                break
+            os.kill(record.pid, signal.SIGCONT)
         polls += 1
         if polls % 50 == 0 and (job := stack.job(job_id)) is not None and job.state != common_pb2.JOB_STATE_RUNNING:
             break
         time.sleep(0.002)
     local.kill(record)
-    return sum(_pending(client, stream, group, consumer) for stream, group in CONSUMES[name])
+    return holding()
 
 
 def _pending(client: redis.Redis, stream: str, group: str, consumer: str) -> int:
