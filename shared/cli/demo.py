@@ -27,7 +27,7 @@ from google.protobuf import json_format
 
 from shared.cli.endpoints import fail_on_rpc_error, open_channel
 from shared.cli.evaluate import EvalPlan, execute, load_benchmarks, print_summary
-from shared.cli.submit import dataset_argument, stage_table, watch
+from shared.cli.submit import inline_local_files, stage_table, watch
 from shared.datasets import local_copy, resolve_data_dir
 from shared.evaluation.aggregate import Bootstrap
 from shared.evaluation.plots import plot_success_by_round
@@ -214,7 +214,7 @@ def _requests(
     )
     requests = [
         intervention_pb2.SubmitPromptsRequest(
-            dataset=dataset_argument(dataset),
+            dataset=dataset,
             text_column=text_column,
             limit=limit,
             seed=seed,
@@ -226,7 +226,7 @@ def _requests(
     if benign_dataset:
         requests.append(
             intervention_pb2.SubmitPromptsRequest(
-                dataset=dataset_argument(benign_dataset),
+                dataset=benign_dataset,
                 benign=True,
                 samples_per_prompt=benign_samples,
                 seed=seed,
@@ -234,7 +234,7 @@ def _requests(
                 name=f"demo {benign_dataset} (over-refusal)",
             )
         )
-    return requests
+    return [inline_local_files(request) for request in requests]
 
 
 def _generate_pairs(
