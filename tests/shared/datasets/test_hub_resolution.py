@@ -10,7 +10,7 @@ from pathlib import Path
 import datasets
 import pytest
 
-from shared.datasets import DatasetError, default_data_dir, load_prompts, load_templates, resolve_data_dir
+from shared.datasets import DATASETS, DatasetError, default_data_dir, load_prompts, load_templates, resolve_data_dir
 from shared.datasets.hub import forget_unreachable, parse_hf_name
 from tests.shared.datasets.hub_folders import (
     csv_file,
@@ -156,3 +156,9 @@ def test_the_default_data_folder_does_not_follow_the_current_directory(
     monkeypatch.setenv("INTERVENE_DATA_DIR", "~/sets")
     assert resolve_data_dir() == tmp_path / "home" / "sets"
     assert resolve_data_dir(tmp_path / "given") == tmp_path / "given"
+
+
+def test_every_public_set_has_a_hub_copy_or_says_why_not() -> None:
+    for name, spec in DATASETS.items():
+        assert spec.builtin or bool(spec.hub) != bool(spec.no_hub), name
+        assert all(source.split for source in spec.hub), f"{name}: a hub copy names its split"
