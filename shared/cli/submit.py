@@ -21,6 +21,7 @@ from tqdm import tqdm
 from shared.cli.endpoints import address_option, fail_on_rpc_error, open_channel, token_option
 from shared.cli.rollout import sampling_options, sampling_params
 from shared.datasets import DATASETS, DatasetError, load_prompts, load_templates, wrap_with_templates
+from shared.datasets.catalog import text_id
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, intervention_pb2_grpc
 from shared.rpc.client import DEFAULT_MAX_MESSAGE_BYTES
 
@@ -94,8 +95,15 @@ def inline_local_files(
     """
     if not (is_local_file(request.dataset) or is_local_file(request.template_file)):
         return request
+    if request.limit < 0:
+        raise click.UsageError(f"--limit: is {request.limit}; it must be >= 0 (0: all)")
     try:
-        prompts = load_prompts(request.dataset, text_column=request.text_column, limit=request.limit, seed=request.seed)
+        if request.dataset:
+            prompts = load_prompts(
+                request.dataset, text_column=request.text_column, limit=request.limit, seed=request.seed
+            )
+        else:  # --prompt texts wrapped in a local template file: ids first, as the service gives them
+            prompts = [_with_id(given) for given in request.prompts[: request.limit or None]]
         if request.template_file:
             prompts = wrap_with_templates(prompts, load_templates(request.template_file), seed=request.seed)
     except DatasetError as error:
@@ -105,7 +113,7 @@ def inline_local_files(
     inline.ClearField("prompts")
     inline.prompts.extend(prompts)
     inline.dataset, inline.text_column, inline.template_file, inline.limit = "", "", "", 0
-    inline.name = request.name or Path(request.dataset).stem
+    inline.name = request.name or (Path(request.dataset).stem if request.dataset else "")
     size = inline.ByteSize()
     if size > max_bytes:
         raise click.UsageError(
@@ -114,6 +122,13 @@ def inline_local_files(
             "to the service's data folder and give its path there"
         )
     return inline
+
+
+def _with_id(given: common_pb2.Prompt) -> common_pb2.Prompt:
+    prompt = common_pb2.Prompt()
+    prompt.CopyFrom(given)
+    prompt.id = prompt.id or text_id(prompt.text)
+    return prompt
 
 
 @click.command()

@@ -15,7 +15,7 @@ from shared.cli.main import cli
 from shared.cli.submit import inline_local_files
 from shared.datasets import DatasetError, load_prompts, load_templates, wrap_with_templates
 from shared.intervention import submission
-from shared.protos.intervene.v1 import intervention_pb2, intervention_pb2_grpc
+from shared.protos.intervene.v1 import common_pb2, intervention_pb2, intervention_pb2_grpc
 from shared.queues import WorkQueue
 from shared.rpc.client import connect
 from tests.services.intervention.test_server import TOKEN, serve
@@ -64,6 +64,19 @@ def test_a_local_file_is_read_here_and_sent_inline(redis_url: str, tmp_path: Pat
     assert all(d.message.prompt.dataset == "mine" and d.message.prompt.template == "story" for d in queued)
 
 
+def test_prompts_given_inline_are_wrapped_in_a_local_template_file(tmp_path: Path) -> None:
+    _, template = _files(tmp_path)
+    request = intervention_pb2.SubmitPromptsRequest(
+        prompts=[common_pb2.Prompt(text=text) for text in ("first", "second", "third")],
+        template_file=str(template),
+        limit=2,
+    )
+    inline = inline_local_files(request)
+    assert [p.text for p in inline.prompts] == ["Story time: first The end.", "Story time: second The end."]
+    assert len({p.id for p in inline.prompts}) == 2 and all(p.id.endswith("@story") for p in inline.prompts)
+    assert (inline.template_file, inline.limit, inline.dataset) == ("", 0, "")
+
+
 def test_names_stay_names_and_bad_files_name_the_option(tmp_path: Path) -> None:
     prompts_file, _ = _files(tmp_path)
     named = intervention_pb2.SubmitPromptsRequest(dataset="advbench", template_file="jailbreak-train", limit=5)
@@ -75,5 +88,7 @@ def test_names_stay_names_and_bad_files_name_the_option(tmp_path: Path) -> None:
     lone.write_text("no slot")
     with pytest.raises(click.UsageError, match=r"^--template-file: .*holds the slot"):
         inline_local_files(intervention_pb2.SubmitPromptsRequest(dataset=str(prompts_file), template_file=str(lone)))
+    with pytest.raises(click.UsageError, match=r"^--limit: is -1"):
+        inline_local_files(intervention_pb2.SubmitPromptsRequest(dataset=str(prompts_file), limit=-1))
     with pytest.raises(click.UsageError, match="over the 0 MiB one request may carry: sample fewer with --limit"):
         inline_local_files(intervention_pb2.SubmitPromptsRequest(dataset=str(prompts_file)), max_bytes=100)
