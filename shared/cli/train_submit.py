@@ -124,7 +124,7 @@ def _settings(overrides: tuple[str, ...], cluster_pair_store: str | None) -> Tra
 @click.option("--cpu", default="8", show_default=True, help="CPU request and limit per pod.")
 @click.option("--memory", default="64Gi", show_default=True, help="Memory request and limit per pod.")
 @click.option("--service-account", help="The pods' ServiceAccount (e.g. the release's; default: the namespace's).")
-@click.option("--queue", help="TrainJob: Kueue LocalQueue (label kueue.x-k8s.io/queue-name); Kueue admits the job.")
+@click.option("--queue", help="Kueue LocalQueue that admits the job (label kueue.x-k8s.io/queue-name).")
 @click.option(
     "--runtime",
     default="torch-distributed",
@@ -182,11 +182,10 @@ def submit(
         "cpu": cpu,
         "memory": memory,
         "service_account": service_account,
+        "queue": queue,
     }
     if api == "trainjob":
-        cluster |= {"queue": queue, "runtime": runtime}
-    elif queue:
-        raise click.ClickException("--queue labels a TrainJob for Kueue: add --api trainjob (or drop --queue)")
+        cluster["runtime"] = runtime
     if dry_run:
         if backend == "local":
             click.echo(" ".join([*(f"{k}={v}" for k, v in env.items()), *torchrun_command(job)]))

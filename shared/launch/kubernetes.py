@@ -26,6 +26,8 @@ from shared.launch.cluster import (
 )
 from shared.launch.job import ENV_PREFIX, TrainJob
 
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+
 
 def pod_template(job: TrainJob, options: ClusterOptions) -> k8s.V1PodTemplateSpec:
     """The trainer pod: torchrun with the job's and the release's settings, checkpoint PVC, Secret, hardening."""
@@ -111,6 +113,15 @@ def pod_template(job: TrainJob, options: ClusterOptions) -> k8s.V1PodTemplateSpe
     )
 
 
+def job_labels(options: ClusterOptions) -> dict[str, str]:
+    """The job object's labels; with `options.queue`, Kueue's queue label (Kueue admits PyTorchJobs and TrainJobs
+    alike, holding them suspended until their LocalQueue has quota)."""
+    labels = {"app.kubernetes.io/name": "intervene", "app.kubernetes.io/component": "trainer"}
+    if options.queue:
+        labels[QUEUE_LABEL] = options.queue
+    return labels
+
+
 def build_pytorchjob(job: TrainJob, options: ClusterOptions) -> models.KubeflowOrgV1PyTorchJob:
     """The PyTorchJob for `job`: one Master, `nodes - 1` Workers, `nproc_per_node` torchrun processes each."""
     template = pod_template(job, options)
@@ -127,7 +138,7 @@ def build_pytorchjob(job: TrainJob, options: ClusterOptions) -> models.KubeflowO
         metadata=k8s.V1ObjectMeta(
             name=job.name,
             namespace=options.namespace,
-            labels={"app.kubernetes.io/name": "intervene", "app.kubernetes.io/component": "trainer"},
+            labels=job_labels(options),
         ),
         spec=models.KubeflowOrgV1PyTorchJobSpec(
             nproc_per_node=str(job.nproc_per_node),

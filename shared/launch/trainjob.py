@@ -28,7 +28,7 @@ from kubernetes import config as k8s_config
 from shared.launch.base import ClusterJobLauncher, JobState, JobStatus
 from shared.launch.cluster import ClusterOptions
 from shared.launch.job import TrainJob
-from shared.launch.kubernetes import pod_template
+from shared.launch.kubernetes import job_labels, pod_template
 
 GROUP = "trainer.kubeflow.org"
 VERSION = "v1alpha1"
@@ -36,7 +36,6 @@ PLURAL = "trainjobs"
 # The torch-distributed runtime's replicated job and its training container are both named "node".
 NODE = "node"
 PATCH_MANAGER = "intervene.dev/train-submit"
-QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 JOBSET_NAME_LABEL = "jobset.sigs.k8s.io/jobset-name"
 REPLICATED_JOB_LABEL = "jobset.sigs.k8s.io/replicatedjob-name"
 JOB_INDEX_LABEL = "batch.kubernetes.io/job-completion-index"
@@ -51,9 +50,6 @@ def build_trainjob(job: TrainJob, options: ClusterOptions) -> dict[str, Any]:
     template = _serialize(pod_template(job, options))
     pod = template["spec"]
     (container,) = pod.pop("containers")
-    labels = {"app.kubernetes.io/name": "intervene", "app.kubernetes.io/component": "trainer"}
-    if options.queue:
-        labels[QUEUE_LABEL] = options.queue
     trainer: dict[str, Any] = {
         "image": container["image"],
         "command": container["command"],
@@ -86,7 +82,7 @@ def build_trainjob(job: TrainJob, options: ClusterOptions) -> dict[str, Any]:
     return {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "TrainJob",
-        "metadata": {"name": job.name, "namespace": options.namespace, "labels": labels},
+        "metadata": {"name": job.name, "namespace": options.namespace, "labels": job_labels(options)},
         "spec": {
             "runtimeRef": {"apiGroup": GROUP, "kind": "ClusterTrainingRuntime", "name": options.runtime},
             "trainer": trainer,

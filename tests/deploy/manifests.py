@@ -58,6 +58,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "judge": {"backend": "llm", "llm": {"baseUrl": "http://guard.models.svc:8000/v1", "model": "guard"}},
     },
     "training-multi-node": {"trainer": {"enabled": True, "nodes": 3, "nprocPerNode": "8", "gpu": {"count": 8}}},
+    "trainjob": {
+        "trainer": {"enabled": True, "api": "trainjob", "nodes": 2, "nprocPerNode": "4", "gpu": {"count": 4}},
+        "data": {"existingClaim": "intervene-datasets", "mountPath": "/data"},
+        "huggingface": {"tokenSecret": {"name": "hf-token", "key": "token"}},
+        "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "intervene@p.iam.gserviceaccount.com"}},
+        "generation": {"keda": {"enabled": True}},
+    },
 }
 
 

@@ -98,8 +98,9 @@ def test_long_running_containers_have_probes_and_services_use_native_grpc_probes
             assert "readinessProbe" in container and "livenessProbe" in container, where
             if doc["kind"] == "Deployment":
                 grpc_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
-                for probe in ("readinessProbe", "livenessProbe"):
-                    assert container[probe]["grpc"] == {"port": grpc_port}, where
+                # Readiness follows Redis (health ""); liveness does not (health "liveness", shared/rpc/health.py).
+                assert container["readinessProbe"]["grpc"] == {"port": grpc_port}, where
+                assert container["livenessProbe"]["grpc"] == {"port": grpc_port, "service": "liveness"}, where
 
 
 @pytest.mark.parametrize("source", SOURCES)

@@ -291,8 +291,3 @@ def test_the_cli_drives_a_trainjob_through_a_kubeconfig(
     assert result.exit_code == 0 and not state.jobs
     result = runner.invoke(cli, ["train", "delete", *where, "dpo-v6"])
     assert result.exit_code == 1 and "delete dpo-v6: Failed to delete TrainJob training/dpo-v6" in result.output
-
-
-def test_queue_without_the_trainjob_api_is_refused() -> None:
-    result = CliRunner().invoke(cli, ["train", "submit", "--dry-run", "--queue=team-a"])
-    assert result.exit_code != 0 and "add --api trainjob" in result.output
