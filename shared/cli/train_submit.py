@@ -113,7 +113,13 @@ def _settings(overrides: tuple[str, ...], cluster_pair_store: str | None) -> Tra
 @click.command("submit")
 @_launcher_options
 @click.option("--name", default="intervene-trainer", show_default=True, help="Job name (one per run).")
-@click.option("--nodes", type=click.IntRange(1), default=1, show_default=True, help="Nodes: 1 Master + Workers.")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Nodes (PyTorchJob: 1 Master + Workers; TrainJob: numNodes).",
+)
 @click.option("--nproc-per-node", type=click.IntRange(1), default=1, show_default=True, help="Processes per node.")
 @click.option(
     "--gpus-per-node", type=click.IntRange(0), help="GPUs each pod requests (default: --nproc-per-node; 0: CPU)."
