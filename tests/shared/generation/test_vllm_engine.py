@@ -108,6 +108,24 @@ def test_a_cancelled_stream_is_aborted_in_the_engine(vllm_backend: GenerationBac
     assert vllm_backend.running_requests() == 0
 
 
+def test_a_stream_its_reader_closes_is_aborted_in_the_engine(vllm_backend: GenerationBackend) -> None:
+    request = generation_pb2.GenerateStreamRequest(
+        prompt=common_pb2.Prompt(text="Count from 1 to 1000, separated by commas: 1, 2, 3,"),
+        sampling=common_pb2.SamplingParams(temperature=0.0, max_reasoning_tokens=4, max_response_tokens=1500),
+    )
+    messages = vllm_backend.stream(request)
+    first = next(messages)
+    assert first.segment == common_pb2.SEGMENT_REASONING
+    # gRPC closes a cancelled stream's generator like this; the response phase must not run on.
+    messages.close()
+    deadline = time.monotonic() + 120
+    while vllm_backend.running_requests() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    # A response phase started late would still be decoding a second on (1500 tokens take minutes here).
+    time.sleep(1.0)
+    assert vllm_backend.running_requests() == 0
+
+
 def test_an_expired_deadline_aborts_the_call(vllm_backend: GenerationBackend) -> None:
     # What grpc's context.is_active() does once the call's deadline has passed.
     deadline = time.monotonic() + 2.0
