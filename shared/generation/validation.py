@@ -100,6 +100,19 @@ def already_exists(name: str) -> ServiceError:
     )
 
 
+def retired_adapter(name: str) -> ServiceError:
+    """A LoadAdapter name that was loaded and unloaded before: engines would serve the old weights' cache."""
+    return ServiceError.already_exists(
+        f"name: adapter {name!r} was loaded before and unloaded; a name stands for one set of weights (cached "
+        f"blocks are keyed by it), so load these under a new versioned name (e.g. {name}-next)"
+    )
+
+
+def not_loaded(name: str, known: list[str]) -> ServiceError:
+    """An UnloadAdapter name that is not loaded."""
+    return ServiceError.not_found(f"name: adapter {name[:80]!r} is not loaded (loaded: {', '.join(known) or 'none'})")
+
+
 def unloadable_adapter(path: str, error: Exception) -> ServiceError:
     """A LoadAdapter path that holds no adapter the back end can load (the cause's text is not echoed)."""
     return field_error(

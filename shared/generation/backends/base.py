@@ -3,7 +3,9 @@
 Shaped like kubeflow/sdk's trainer back ends: `GenerationBackend` turns the service's protobuf requests into
 *rows* (one text to continue, its sampling settings, its own seed, and a group key: rows of one group share
 their text's prefix, so a back end may prefill it once) and back. A back end implements only `_decode` (a
-batch of rows with one adapter), `load_adapter`, `list_adapters`, the tokenizer and the context limit.
+batch of rows with one adapter), `load_adapter`, `unload_adapter`, the tokenizer and the context limit. Every public
+call takes a `RequestControl`: once it says the caller went away, the back end drops that call's sequences and
+raises `Cancelled`.
 
     backend = create_backend(GenerationSettings(auth_disabled=True))
     [response] = backend.continue_branches([continue_request])
@@ -21,6 +23,7 @@ from google.protobuf import timestamp_pb2
 
 from shared.config.generation import GenerationSettings
 from shared.generation import validation
+from shared.generation.control import UNCONTROLLED, RequestControl
 from shared.generation.format import ReasoningFormat, Sampling, derive_seed, resolve_sampling
 from shared.protos.intervene.v1 import common_pb2, generation_pb2
 
@@ -63,16 +66,32 @@ class GenerationBackend(abc.ABC):
         self.format = ReasoningFormat.for_tokenizer(tokenizer, settings)
         self._adapter_lock = threading.Lock()
         self._adapters: dict[str, generation_pb2.Adapter] = {}
+        # Unloaded names stay taken: a name stands for one set of weights (engines cache by name).
+        self._retired_adapters: set[str] = set()
 
     # -- what each back end implements ------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _decode(self, rows: Sequence[Row], adapter: str, on_text: TextCallback | None = None) -> list[Decoded]:
-        """Decode every row (all with `adapter`, "" for the base model); rows of one group share a prefix."""
+    def _decode(
+        self,
+        rows: Sequence[Row],
+        adapter: str,
+        on_text: TextCallback | None = None,
+        *,
+        control: RequestControl = UNCONTROLLED,
+    ) -> list[Decoded]:
+        """Decode every row (all with `adapter`, "" for the base model); rows of one group share a prefix.
+
+        Raises `Cancelled`, having dropped the rows' sequences, once `control.active()` is False.
+        """
 
     @abc.abstractmethod
     def _load_adapter(self, name: str, path: str) -> None:
         """Make the PEFT adapter at `path` usable under `name` (the name is new: checked by the caller)."""
+
+    @abc.abstractmethod
+    def _unload_adapter(self, name: str) -> None:
+        """Release the loaded adapter `name` (checked by the caller); requests naming it are refused from now."""
 
     @property
     @abc.abstractmethod
@@ -93,11 +112,13 @@ class GenerationBackend(abc.ABC):
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def load_adapter(self, name: str, path: str) -> generation_pb2.Adapter:
-        """Load a LoRA adapter under a new name; an existing name is refused (ALREADY_EXISTS)."""
+        """Load a LoRA adapter under a new name; a loaded or unloaded name is refused (ALREADY_EXISTS)."""
         validation.check_adapter_name(name, path)
         with self._adapter_lock:
             if name in self.adapters:
                 raise validation.already_exists(name)
+            if name in self._retired_adapters:
+                raise validation.retired_adapter(name)
             try:
                 self._load_adapter(name, path)
             except (OSError, ValueError) as error:
@@ -106,6 +127,15 @@ class GenerationBackend(abc.ABC):
             self.adapters[name] = adapter
             return adapter
 
+    def unload_adapter(self, name: str) -> generation_pb2.Adapter:
+        """Unload a loaded adapter (NOT_FOUND otherwise); its name cannot be loaded again."""
+        with self._adapter_lock:
+            if name not in self.adapters:
+                raise validation.not_loaded(name, sorted(self.adapters))
+            self._unload_adapter(name)
+            self._retired_adapters.add(name)
+            return self.adapters.pop(name)
+
     def list_adapters(self) -> list[generation_pb2.Adapter]:
         return [self.adapters[name] for name in sorted(self.adapters)]
 
@@ -113,7 +143,9 @@ class GenerationBackend(abc.ABC):
         """The exact text a rollout of `prompt` starts from (chat template, think block opened)."""
         return self.format.context(self.tokenizer, prompt)
 
-    def generate(self, requests: Sequence[generation_pb2.GenerateRequest]) -> list[generation_pb2.GenerateResponse]:
+    def generate(
+        self, requests: Sequence[generation_pb2.GenerateRequest], *, control: RequestControl = UNCONTROLLED
+    ) -> list[generation_pb2.GenerateResponse]:
         """Answer several Generate requests, batched together per adapter.
 
         Sample j of a prompt uses the seed derived from (seed, j), so a request's samples do not depend on what
@@ -133,7 +165,7 @@ class GenerationBackend(abc.ABC):
                     meta.append((index, prompt, context))
                 group += 1
             jobs.append((request.adapter, rows, meta))
-        decoded = self._decode_jobs([(adapter, rows) for adapter, rows, _ in jobs])
+        decoded = self._decode_jobs([(adapter, rows) for adapter, rows, _ in jobs], control=control)
         return [
             generation_pb2.GenerateResponse(
                 rollouts=[
@@ -145,7 +177,7 @@ class GenerationBackend(abc.ABC):
         ]
 
     def continue_branches(
-        self, requests: Sequence[generation_pb2.ContinueRequest]
+        self, requests: Sequence[generation_pb2.ContinueRequest], *, control: RequestControl = UNCONTROLLED
     ) -> list[generation_pb2.ContinueResponse]:
         """Answer several Continue requests; each request's branches share its prefix's prefill."""
         jobs: list[tuple[str, list[Row], list[tuple[str, int]]]] = []
@@ -162,7 +194,7 @@ class GenerationBackend(abc.ABC):
                     rows.append(Row(text, group, request.in_reasoning, sampling, seed))
                     meta.append((branch.id, index))
             jobs.append((request.adapter, rows, meta))
-        decoded = self._decode_jobs([(adapter, rows) for adapter, rows, _ in jobs])
+        decoded = self._decode_jobs([(adapter, rows) for adapter, rows, _ in jobs], control=control)
         return [
             generation_pb2.ContinueResponse(
                 continuations=[
@@ -182,10 +214,13 @@ class GenerationBackend(abc.ABC):
             for (_, _, meta), outs in zip(jobs, decoded, strict=True)
         ]
 
-    def stream(self, request: generation_pb2.GenerateStreamRequest) -> Iterator[generation_pb2.GenerateStreamResponse]:
+    def stream(
+        self, request: generation_pb2.GenerateStreamRequest, *, control: RequestControl = UNCONTROLLED
+    ) -> Iterator[generation_pb2.GenerateStreamResponse]:
         """Decode one rollout, yielding text as it comes; the last message carries the whole rollout.
 
-        Decoding runs on a worker thread so that the caller receives pieces while the model runs.
+        Decoding runs on a worker thread so that the caller receives pieces while the model runs; it stops when
+        `control` ends or when the caller closes this iterator.
         """
         import queue
 
@@ -198,11 +233,15 @@ class GenerationBackend(abc.ABC):
         validation.check_context(context, "prompt", self)
         row = Row(context, 0, True, sampling, derive_seed(sampling.seed, 0))
         pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
+        closed = threading.Event()
+        worker_control = RequestControl(control.priority, lambda: not closed.is_set() and control.active())
 
         def work() -> None:
             try:
                 [out] = self._decode_jobs(
-                    [(request.adapter, [row])], on_text=lambda _, text, seg: pieces.put(("text", (text, seg)))
+                    [(request.adapter, [row])],
+                    on_text=lambda _, text, seg: pieces.put(("text", (text, seg))),
+                    control=worker_control,
                 )[0]
                 pieces.put(("done", out))
             except BaseException as error:  # handed to the caller's thread, which raises it
@@ -210,20 +249,27 @@ class GenerationBackend(abc.ABC):
 
         worker = threading.Thread(target=work, name="generation-stream", daemon=True)
         worker.start()
-        while True:
-            kind, value = pieces.get()
-            if kind == "text":
-                yield generation_pb2.GenerateStreamResponse(text=value[0], segment=value[1])
-            elif kind == "error":
-                raise value
-            else:
-                yield generation_pb2.GenerateStreamResponse(
-                    rollout=self._rollout(request.prompt, context, request.adapter, value)
-                )
-                return
+        try:
+            while True:
+                kind, value = pieces.get()
+                if kind == "text":
+                    yield generation_pb2.GenerateStreamResponse(text=value[0], segment=value[1])
+                elif kind == "error":
+                    raise value
+                else:
+                    yield generation_pb2.GenerateStreamResponse(
+                        rollout=self._rollout(request.prompt, context, request.adapter, value)
+                    )
+                    return
+        finally:
+            closed.set()  # a caller that stops reading stops the decoding
 
     def _decode_jobs(
-        self, jobs: Sequence[tuple[str, list[Row]]], on_text: TextCallback | None = None
+        self,
+        jobs: Sequence[tuple[str, list[Row]]],
+        on_text: TextCallback | None = None,
+        *,
+        control: RequestControl = UNCONTROLLED,
     ) -> list[list[Decoded]]:
         """Decode the rows of several requests, one `_decode` call per adapter, results in request order."""
         results: list[list[Decoded]] = [[] for _ in jobs]
@@ -234,7 +280,7 @@ class GenerationBackend(abc.ABC):
             by_adapter.setdefault(adapter, []).append(position)
         for adapter, positions in by_adapter.items():
             rows = [row for position in positions for row in jobs[position][1]]
-            outs = self._decode(rows, adapter, on_text)
+            outs = self._decode(rows, adapter, on_text, control=control)
             start = 0
             for position in positions:
                 count = len(jobs[position][1])

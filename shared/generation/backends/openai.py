@@ -4,12 +4,15 @@ Raw-prompt completions, never chat completions, so that `Continue` keeps the exa
 is applied here, from the local tokenizer (`tokenizer`, else `model`, else the embedded model). One pooled
 httpx client sends calls concurrently (the server batches them); connection errors, 429 and 5xx are retried
 with exponential backoff, other 4xx answers become INVALID_ARGUMENT / NOT_FOUND with the server's message.
-Adapters are loaded through vLLM's `/v1/load_lora_adapter` (the server needs
-VLLM_ALLOW_RUNTIME_LORA_UPDATING=True and --enable-lora) and requested by name in the `model` field.
+Completions are streamed, so that a call whose caller went away (`RequestControl`) closes its connection —
+the server aborts the request on disconnect — and raises `Cancelled`. Adapters are loaded and unloaded through
+vLLM's `/v1/load_lora_adapter` and `/v1/unload_lora_adapter` (the server needs VLLM_ALLOW_RUNTIME_LORA_UPDATING=True
+and --enable-lora) and requested by name in the `model` field.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -19,6 +22,7 @@ import httpx
 
 from shared.config.generation import GenerationSettings
 from shared.generation.backends.text import Call, Completion, TextCompletionBackend
+from shared.generation.control import UNCONTROLLED, Cancelled, RequestControl
 from shared.rpc.errors import ServiceError
 
 _RETRIED_STATUS = frozenset({408, 409, 429, 500, 502, 503, 504})
@@ -90,10 +94,15 @@ class OpenAIBackend(TextCompletionBackend):
             raise ServiceError.already_exists(f"name: adapter {name!r} is already served by the completions server")
         self._request("POST", "/load_lora_adapter", {"lora_name": name, "lora_path": path})
 
-    def _complete(self, calls: Sequence[Call], adapter: str) -> list[list[Completion]]:
-        return list(self._pool.map(lambda call: self._complete_one(call, adapter), calls))
+    def _unload_adapter(self, name: str) -> None:
+        self._request("POST", "/unload_lora_adapter", {"lora_name": name})
 
-    def _complete_one(self, call: Call, adapter: str) -> list[Completion]:
+    def _complete(
+        self, calls: Sequence[Call], adapter: str, *, control: RequestControl = UNCONTROLLED
+    ) -> list[list[Completion]]:
+        return list(self._pool.map(lambda call: self._complete_one(call, adapter, control), calls))
+
+    def _complete_one(self, call: Call, adapter: str, control: RequestControl) -> list[Completion]:
         body: dict[str, Any] = {
             "model": adapter or self.model_name,
             "prompt": call.prompt,
@@ -106,7 +115,7 @@ class OpenAIBackend(TextCompletionBackend):
             body["seed"] = call.seed
         if call.stop:
             body["stop"] = list(call.stop)
-        choices = sorted(self._request("POST", "/completions", body)["choices"], key=lambda c: c.get("index", 0))
+        choices = [choice for _, choice in sorted(self._stream_choices(body, control).items())]
         return [
             Completion(
                 text=choice["text"],
@@ -119,9 +128,49 @@ class OpenAIBackend(TextCompletionBackend):
             for choice in choices
         ]
 
+    def _stream_choices(self, body: dict[str, Any], control: RequestControl) -> dict[int, dict[str, Any]]:
+        """A streamed completion's choices by index (text joined, last finish and stop reasons), with retries."""
+        delay = self.settings.openai_backoff_s
+        for attempt in range(self.settings.openai_max_retries + 1):
+            last = attempt == self.settings.openai_max_retries
+            try:
+                with self._client.stream("POST", "/completions", json={**body, "stream": True}) as response:
+                    if response.status_code < 400:
+                        return _read_stream(response, control)
+                    response.read()
+                    if response.status_code not in _RETRIED_STATUS or last:
+                        raise _status_error(response)
+            except httpx.TransportError as error:
+                if last:
+                    raise ServiceError.unavailable(f"completions server {self._client.base_url}: {error}") from error
+            time.sleep(delay)
+            delay *= 2
+        raise AssertionError("unreachable: the last attempt returns or raises")
+
     def close(self) -> None:
         self._pool.shutdown(wait=False)
         self._client.close()
+
+
+def _read_stream(response: httpx.Response, control: RequestControl) -> dict[int, dict[str, Any]]:
+    """Join a completions event stream's chunks; stops reading (the caller closes the connection) once
+    `control` ends."""
+    choices: dict[int, dict[str, Any]] = {}
+    for line in response.iter_lines():
+        if not control.active():
+            raise Cancelled("the caller went away; the completion's connection is closed")
+        if not line.startswith("data:"):
+            continue
+        data = line[len("data:") :].strip()
+        if data == "[DONE]":
+            break
+        for chunk in json.loads(data).get("choices", []):
+            choice = choices.setdefault(chunk.get("index", 0), {"text": ""})
+            choice["text"] += chunk.get("text") or ""
+            for key in ("finish_reason", "stop_reason"):
+                if key in chunk and (chunk[key] is not None or key not in choice):
+                    choice[key] = chunk[key]
+    return choices
 
 
 def _status_error(response: httpx.Response) -> ServiceError:

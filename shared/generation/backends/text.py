@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shared.generation.backends.base import Decoded, GenerationBackend, Row, TextCallback
+from shared.generation.control import UNCONTROLLED, Cancelled, RequestControl
 from shared.generation.format import truncate_at_stop
 from shared.protos.intervene.v1 import common_pb2
 
@@ -45,15 +46,27 @@ class TextCompletionBackend(GenerationBackend):
     """A back end whose engine completes text prompts; `_complete` is all a subclass adds."""
 
     @abc.abstractmethod
-    def _complete(self, calls: Sequence[Call], adapter: str) -> list[list[Completion]]:
-        """Run the calls (concurrently where the engine can); each yields `call.n` completions."""
+    def _complete(
+        self, calls: Sequence[Call], adapter: str, *, control: RequestControl = UNCONTROLLED
+    ) -> list[list[Completion]]:
+        """Run the calls (concurrently where the engine can); each yields `call.n` completions.
 
-    def _decode(self, rows: Sequence[Row], adapter: str, on_text: TextCallback | None = None) -> list[Decoded]:
+        Once `control.active()` is False the engine's requests are aborted and `Cancelled` is raised.
+        """
+
+    def _decode(
+        self,
+        rows: Sequence[Row],
+        adapter: str,
+        on_text: TextCallback | None = None,
+        *,
+        control: RequestControl = UNCONTROLLED,
+    ) -> list[Decoded]:
         close = self.format.think_close
         reasoning: list[Completion | None] = [None] * len(rows)
         thinking = [i for i, row in enumerate(rows) if row.in_reasoning and row.sampling.max_reasoning_tokens > 0]
         for i, completion in self._run(
-            rows, thinking, adapter, lambda i: (rows[i].text, rows[i].sampling.max_reasoning_tokens, True)
+            rows, thinking, adapter, lambda i: (rows[i].text, rows[i].sampling.max_reasoning_tokens, True), control
         ):
             reasoning[i] = completion
         # The text each response continues: reasoning closed by the model (its tag) or by the service.
@@ -69,10 +82,16 @@ class TextCompletionBackend(GenerationBackend):
             for i, row in enumerate(rows):
                 if row.in_reasoning:
                     on_text(i, self.format.split(heads[i], True)[0], common_pb2.SEGMENT_REASONING)
+        if not control.active():
+            raise Cancelled("the caller went away between the reasoning and the response")
         answering = [i for i, row in enumerate(rows) if row.sampling.max_response_tokens > 0]
         responses: list[Completion | None] = [None] * len(rows)
         for i, completion in self._run(
-            rows, answering, adapter, lambda i: (rows[i].text + heads[i], rows[i].sampling.max_response_tokens, False)
+            rows,
+            answering,
+            adapter,
+            lambda i: (rows[i].text + heads[i], rows[i].sampling.max_response_tokens, False),
+            control,
         ):
             responses[i] = completion
         results = []
@@ -101,6 +120,7 @@ class TextCompletionBackend(GenerationBackend):
         which: list[int],
         adapter: str,
         prompt_of: Callable[[int], tuple[str, int, bool]],
+        control: RequestControl,
     ) -> list[tuple[int, Completion]]:
         """Complete the chosen rows, merging rows that would sample the same distribution.
 
@@ -131,8 +151,10 @@ class TextCompletionBackend(GenerationBackend):
                 merged[key] = len(calls)
             calls.append(Call(prompt, 1, budget, temperature, top_p, None if row.sampling.greedy else row.seed, stop))
             owners.append([i])
+        if not calls:
+            return []
         out: list[tuple[int, Completion]] = []
-        for members, completions in zip(owners, self._complete(calls, adapter), strict=True):
+        for members, completions in zip(owners, self._complete(calls, adapter, control=control), strict=True):
             if len(completions) < len(members):  # one greedy sample stands for every member
                 completions = completions * len(members)
             out.extend(zip(members, completions, strict=True))

@@ -27,6 +27,7 @@ from transformers.cache_utils import DynamicLayer
 
 from shared.config.generation import GenerationSettings
 from shared.generation.backends.base import Decoded, GenerationBackend, Row, TextCallback
+from shared.generation.control import UNCONTROLLED, RequestControl
 from shared.generation.format import truncate_at_stop
 from shared.protos.intervene.v1 import common_pb2
 
@@ -90,6 +91,13 @@ class TransformersBackend(GenerationBackend):
             else:
                 self.model = PeftModel.from_pretrained(self._base_model, path, adapter_name=name).eval()
 
+    def _unload_adapter(self, name: str) -> None:
+        with self._lock:
+            if len(self.model.peft_config) == 1:  # the last one: back to the plain model
+                self.model = self.model.unload().eval()
+            else:
+                self.model.delete_adapter(name)
+
     def _adapter_scope(self, adapter: str) -> AbstractContextManager[Any]:
         from peft import PeftModel
 
@@ -100,7 +108,14 @@ class TransformersBackend(GenerationBackend):
         self.model.set_adapter(adapter)
         return nullcontext()
 
-    def _decode(self, rows: Sequence[Row], adapter: str, on_text: TextCallback | None = None) -> list[Decoded]:
+    def _decode(
+        self,
+        rows: Sequence[Row],
+        adapter: str,
+        on_text: TextCallback | None = None,
+        *,
+        control: RequestControl = UNCONTROLLED,
+    ) -> list[Decoded]:
         results: list[Decoded] = []
         with self._lock, torch.inference_mode(), self._adapter_scope(adapter):
             for start in range(0, len(rows), self.settings.max_batch_sequences):

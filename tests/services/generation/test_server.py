@@ -135,6 +135,22 @@ def test_adapters_and_bad_input_get_status_codes(
     assert code == grpc.StatusCode.INVALID_ARGUMENT and message.startswith("prefix:") and "2048" in message
 
 
+def test_unload_adapter_frees_the_name_for_requests_but_not_for_reloads(
+    stub: generation_pb2_grpc.GenerationServiceStub, tmp_path: Path
+) -> None:
+    path = str(make_lora(tmp_path / "lora"))
+    stub.LoadAdapter(generation_pb2.LoadAdapterRequest(name="service-unload-v1", path=path))
+    unloaded = stub.UnloadAdapter(generation_pb2.UnloadAdapterRequest(name="service-unload-v1"))
+    assert unloaded.adapter.name == "service-unload-v1" and unloaded.adapter.path == path
+    assert "service-unload-v1" not in [a.name for a in stub.ListAdapters(generation_pb2.ListAdaptersRequest()).adapters]
+    code, message = status_of(
+        lambda: stub.LoadAdapter(generation_pb2.LoadAdapterRequest(name="service-unload-v1", path=path))
+    )
+    assert code == grpc.StatusCode.ALREADY_EXISTS and message.startswith("name:") and "unloaded" in message
+    code, message = status_of(lambda: stub.UnloadAdapter(generation_pb2.UnloadAdapterRequest(name="service-unload-v1")))
+    assert code == grpc.StatusCode.NOT_FOUND and message.startswith("name:")
+
+
 def _collect(client: redis.Redis, stream: str, count: int, timeout_s: float = 300) -> list:
     queue = WorkQueue(client, stream, settings=QUEUE)
     found: list = []

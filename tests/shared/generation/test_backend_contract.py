@@ -124,6 +124,24 @@ def test_adapters_load_under_new_names_only(backend: GenerationBackend, lora_dir
     assert unknown.value.code == grpc.StatusCode.NOT_FOUND
 
 
+def test_unloaded_adapters_are_refused_and_their_names_stay_taken(backend: GenerationBackend, lora_dir: Path) -> None:
+    name = f"unload-{backend.name}-v1"
+    backend.load_adapter(name, str(lora_dir))
+    assert backend.unload_adapter(name).name == name
+    assert name not in [a.name for a in backend.list_adapters()]
+    with pytest.raises(ServiceError) as unknown:
+        backend.generate([generation_pb2.GenerateRequest(prompts=[common_pb2.Prompt(text="Hi")], adapter=name)])
+    assert unknown.value.code == grpc.StatusCode.NOT_FOUND
+    with pytest.raises(ServiceError) as reloaded:
+        backend.load_adapter(name, str(lora_dir))
+    assert reloaded.value.code == grpc.StatusCode.ALREADY_EXISTS
+    assert reloaded.value.message.startswith("name:") and "new versioned name" in reloaded.value.message
+    with pytest.raises(ServiceError) as twice:
+        backend.unload_adapter(name)
+    assert twice.value.code == grpc.StatusCode.NOT_FOUND
+    assert twice.value.message.startswith("name:")
+
+
 @pytest.mark.parametrize(
     ("request_", "field"),
     [

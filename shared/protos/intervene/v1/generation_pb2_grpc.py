@@ -60,6 +60,11 @@ class GenerationServiceStub:
                 request_serializer=intervene_dot_v1_dot_generation__pb2.ListAdaptersRequest.SerializeToString,
                 response_deserializer=intervene_dot_v1_dot_generation__pb2.ListAdaptersResponse.FromString,
                 _registered_method=True)
+        self.UnloadAdapter = channel.unary_unary(
+                '/intervene.v1.GenerationService/UnloadAdapter',
+                request_serializer=intervene_dot_v1_dot_generation__pb2.UnloadAdapterRequest.SerializeToString,
+                response_deserializer=intervene_dot_v1_dot_generation__pb2.UnloadAdapterResponse.FromString,
+                _registered_method=True)
 
 
 class GenerationServiceServicer:
@@ -101,6 +106,13 @@ class GenerationServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UnloadAdapter(self, request, context):
+        """Unloads a loaded adapter; its name stays taken (a reload under it is refused with ALREADY_EXISTS).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GenerationServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -128,6 +140,11 @@ def add_GenerationServiceServicer_to_server(servicer, server):
                     servicer.ListAdapters,
                     request_deserializer=intervene_dot_v1_dot_generation__pb2.ListAdaptersRequest.FromString,
                     response_serializer=intervene_dot_v1_dot_generation__pb2.ListAdaptersResponse.SerializeToString,
+            ),
+            'UnloadAdapter': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnloadAdapter,
+                    request_deserializer=intervene_dot_v1_dot_generation__pb2.UnloadAdapterRequest.FromString,
+                    response_serializer=intervene_dot_v1_dot_generation__pb2.UnloadAdapterResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -266,6 +283,33 @@ class GenerationService:
             '/intervene.v1.GenerationService/ListAdapters',
             intervene_dot_v1_dot_generation__pb2.ListAdaptersRequest.SerializeToString,
             intervene_dot_v1_dot_generation__pb2.ListAdaptersResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnloadAdapter(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/intervene.v1.GenerationService/UnloadAdapter',
+            intervene_dot_v1_dot_generation__pb2.UnloadAdapterRequest.SerializeToString,
+            intervene_dot_v1_dot_generation__pb2.UnloadAdapterResponse.FromString,
             options,
             channel_credentials,
             insecure,
