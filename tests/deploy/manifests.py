@@ -28,6 +28,8 @@ kubernetes_validate = pytest.importorskip(
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "intervene"
 K8S = REPO / "k8s"
+# The upstream CRDs, vendored (k8s/crds/SOURCE.md): the custom kinds are validated without a cluster or a network.
+CRDS = K8S / "crds"
 KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
 # Kinds whose schema lives in a CRD, not in kubernetes-validate.
 CUSTOM_KINDS = {"PyTorchJob", "ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
@@ -67,11 +69,6 @@ def tool(name: str) -> str:
     if found is None:
         pytest.skip(f"{name} is not installed: run `bash scripts/install_k8s_tools.sh` (CI does)")
     return found
-
-
-def data_dir() -> Path:
-    """The shared data folder: INTERVENE_DATA_DIR, else ../shared/data next to the repository."""
-    return Path(os.environ.get("INTERVENE_DATA_DIR") or REPO.parent / "shared" / "data")
 
 
 def helm_template(values: dict[str, Any] | None = None, release: str = "demo", check: bool = True) -> list[dict]:
@@ -120,9 +117,7 @@ def _strict(schema: Any) -> Any:
 @functools.cache
 def pytorchjob_validator() -> jsonschema.Draft7Validator:
     """The openAPIV3Schema of kubeflow.org/v1 PyTorchJob (training operator v1.9.4), made strict."""
-    crd_file = data_dir() / "kubeflow" / "kubeflow.org_pytorchjobs.yaml"
-    if not crd_file.is_file():
-        pytest.skip(f"PyTorchJob CRD not found at {crd_file}: set INTERVENE_DATA_DIR to the shared data folder")
+    crd_file = CRDS / "kubeflow.org_pytorchjobs.yaml"
     crd = yaml.load(crd_file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
     schema = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
