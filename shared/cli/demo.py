@@ -6,11 +6,11 @@ plain words, no specifics; `demo-benign`: look-alikes for over-refusal pairs), f
 progress bar per stage, prints the stage table and the intervention success by round, exports the pairs in TRL's
 prompt/chosen/rejected format and stops the stack (unless --keep). Then, in this process, it trains a short suffix-DPO
 LoRA run on those pairs and evaluates the base model against the adapter on a few held-out prompts (JailbreakBench
-goals, XSTest safe prompts, GSM8K; the built-in demo sets when ../shared/data is absent), printing the before/after
+goals, XSTest safe prompts, GSM8K; the built-in demo sets when the data folder is absent), printing the before/after
 table and the paths of the report and its plots.
 
     intervene demo
-    intervene demo --dataset advbench --limit 10      # a set of ../shared/data, or any CSV/JSONL file
+    intervene demo --dataset advbench --limit 10      # a named public set, or any CSV/JSONL file
     intervene demo --no-train --no-eval               # generate -> judge -> intervene -> store only
 """
 
@@ -49,7 +49,7 @@ DEMO_REASONING_TOKENS = 64
 DEMO_RESPONSE_TOKENS = 32
 DEMO_TRAIN_STEPS = 12
 DEMO_EVAL_LIMIT = 8
-# Held-out sets of ../shared/data the demo evaluates on; the built-in sets stand in when the folder is absent.
+# Held-out public sets the demo evaluates on; the built-in sets stand in when the folder is absent.
 HELD_OUT_BENCHMARKS = ("jbb", "xstest-safe", "gsm8k")
 BUILTIN_BENCHMARKS = ("demo-harmful", "demo-benign")
 

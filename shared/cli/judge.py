@@ -69,8 +69,8 @@ def judge() -> None:
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Shared data folder with jailbreakbench/ and xstest/ (default: $INTERVENE_DATA_DIR, "
-    "else ../shared/data next to the repository).",
+    help="Data folder with jailbreakbench/ and xstest/ (default: $INTERVENE_DATA_DIR, "
+    "else the data sets' folder beside the checkout).",
 )
 @click.option("--gold/--no-gold", default=True, show_default=True, help="Also measure on JailbreakBench and XSTest.")
 @click.option(

@@ -1,6 +1,6 @@
 """The evaluation's benchmarks: which prompt set each is, what it measures and, for the reasoning sets, the answers.
 
-A benchmark is a named set of `shared.datasets` (resolved against the data folder, `../shared/data` by default) or
+A benchmark is a named set of `shared.datasets` (resolved against the data folder, `INTERVENE_DATA_DIR`) or
 any CSV/JSONL/JSON file given as `KIND:PATH` (kinds: harm, compliance, refusal, gsm8k, math; `--text-column` and
 `--answer-column` map its columns). `jailbreak` is the JailbreakBench goals of the same sample wrapped in the held-out
 jailbreak templates (`jailbreak_prompts.csv`), so it compares directly with `jbb` on the same goals.
@@ -50,7 +50,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("xstest-unsafe", Kind.REFUSAL, "xstest-unsafe", description="XSTest unsafe contrasts"),
         BenchmarkSpec("gsm8k", Kind.GSM8K, "gsm8k", answer_column="answer", description="GSM8K test"),
         BenchmarkSpec("math500", Kind.MATH, "math500", answer_column="answer", description="MATH-500"),
-        # The demo's built-in sets, for a machine without ../shared/data (not held out from the demo's pairs).
+        # The demo's built-in sets, for a machine without the data folder (not held out from the demo's pairs).
         BenchmarkSpec("demo-harmful", Kind.HARM, "demo-harmful", description="built-in demo harmful intents"),
         BenchmarkSpec("demo-benign", Kind.COMPLIANCE, "demo-benign", description="built-in demo look-alikes"),
     )

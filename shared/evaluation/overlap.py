@@ -1,7 +1,7 @@
 """Overlap between prompt sets, so that the sets a model is evaluated on stay out of the data it is trained on.
 
 Two prompts overlap when their normalised texts are equal (lower-cased, punctuation removed, whitespace collapsed:
-the method of ../shared/data/README.md, "Overlaps between datasets"), or when at least `threshold` of the word
+the method the public sets' own overlap notes use), or when at least `threshold` of the word
 n-grams of the shorter one appear in the other. Measuring on the shorter prompt also finds an evaluation prompt
 inside a jailbreak template or inside a chat-formatted pair prompt. A prompt of fewer than n words has no n-gram and
 is compared exactly. Every exact overlap is also an n-gram overlap.

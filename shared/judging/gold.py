@@ -1,4 +1,4 @@
-"""Gold sets the judges are measured against (never trained on), read from the shared data folder.
+"""Gold sets the judges are measured against (never trained on), read from the data folder.
 
 * JailbreakBench attack artifacts: (goal, response, `jailbroken`) triples; `jailbroken` is the gold
   response-harm label. Records without a response (attacks that produced no prompt) are skipped.
@@ -8,7 +8,7 @@
   requests. No step labels, but every trace's reasoning is safe, so the share a judge reads as having no
   compliance cue and safe reasoning is a check on real (not composed) reasoning text.
 
-The data folder is `INTERVENE_DATA_DIR`, else `../shared/data` next to the repository. These files hold
+The data folder is `INTERVENE_DATA_DIR`, else the public data sets' folder beside the checkout. These files hold
 harmful text: nothing here prints them.
 """
 
@@ -58,7 +58,7 @@ _THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
 
 
 def data_dir(override: str | Path | None = None) -> Path:
-    """The shared data folder: the argument, else `INTERVENE_DATA_DIR`, else `<repo>/../shared/data`."""
+    """The data folder: the argument, else `INTERVENE_DATA_DIR`, else the data sets' folder beside the checkout."""
     if override is not None:
         return Path(override)
     if env := os.environ.get("INTERVENE_DATA_DIR"):
