@@ -47,9 +47,9 @@ ARG VLLM_VERSION
 ARG PIP_INDEX_URL
 ARG PIP_FIND_LINKS
 
-# Dependencies first, from pyproject.toml and the lock alone, so that a code change reuses this layer.
+# Dependencies first, from pyproject.toml and the lock alone, so that a code or README change reuses this layer.
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md* ./
+COPY pyproject.toml constraints.txt ./
 COPY requirements ./requirements
 COPY scripts/requirements.py ./scripts/
 RUN --mount=type=secret,id=pip_cert \
@@ -62,6 +62,7 @@ RUN --mount=type=secret,id=pip_cert \
 
 # The project itself is a wheel installed in the runtime stage: a code change rebuilds a small layer, not the venv.
 FROM build AS project
+COPY README.md* ./
 COPY proto ./proto
 COPY shared ./shared
 COPY services ./services
