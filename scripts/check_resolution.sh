@@ -9,11 +9,13 @@
 #   bash scripts/check_resolution.sh gpu --update            # resolves afresh and rewrites the lock
 #
 # Red (exit 1) with pip's conflict lines when the set cannot be resolved, or when the lock is stale (a package
-# resolved that the lock lacks, or a locked package nothing needs any more). The pip configuration of the
+# resolved that the lock lacks); a locked package nothing needs any more is only reported, since environment
+# markers make that depend on the resolving Python. The pip configuration of the
 # machine (a local wheel folder, a constraints file) is ignored, as it is in the image build; PIP_INDEX_URL and
 # PIP_CERT are kept. The cpu flavor takes the CPU build of torch as the image does: from TORCH_FIND_LINKS (a
 # folder holding the wheel; default /opt/wheels when it holds one) or else TORCH_INDEX_URL (default PyTorch's CPU
-# index). Settings (environment): PYTHON_BOOTSTRAP (a Python 3.11, default python3), VLLM_VERSION (gpu: another
+# index). Settings (environment): PYTHON_BOOTSTRAP (a Python 3.11, default Debian's /usr/bin/python3.11 where it
+# exists, else python3), VLLM_VERSION (gpu: another
 # vllm release than the vllm extra's pin), KEEP_REPORT (a path for pip's JSON report).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -26,7 +28,11 @@ case "$flavor" in core | cpu | gpu) ;; *)
   exit 2
   ;;
 esac
-PYTHON_BOOTSTRAP="${PYTHON_BOOTSTRAP:-python3}"
+# Debian's python3.11 where there is one: the images' own (its patch release decides some markers, e.g. redis
+# needs async-timeout below 3.11.3).
+default_python=python3
+[[ -x /usr/bin/python3.11 ]] && default_python=/usr/bin/python3.11
+PYTHON_BOOTSTRAP="${PYTHON_BOOTSTRAP:-$default_python}"
 CHECK_PIP_VERSION=26.3
 TORCH_INDEX_URL="${TORCH_INDEX_URL-https://download.pytorch.org/whl/cpu}"
 if [[ -z "${TORCH_FIND_LINKS+set}" ]]; then
@@ -44,6 +50,11 @@ vllm_args=()
 
 "$PYTHON_BOOTSTRAP" -m venv "$work/venv"
 pip=("$work/venv/bin/python" -m pip)
+# Wheels are chosen for the resolving interpreter: it must be the images' Python.
+if ! "$work/venv/bin/python" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+  echo "check_resolution: needs Python 3.11, the images' Python: set PYTHON_BOOTSTRAP" >&2
+  exit 2
+fi
 # A pip whose lazy wheels (fast-deps) read a wheel's metadata with HTTP range requests: an index that serves no
 # PEP 658 metadata files would otherwise cost a download of every candidate wheel (GBs for the CUDA torch).
 env -u PIP_FIND_LINKS -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
@@ -68,7 +79,8 @@ env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT -u PIP_NO_INDEX -
 status=$?
 if ((status == 0)) && [[ -s "$work/in/no-deps.txt" ]]; then
   env -u PIP_FIND_LINKS -u PIP_EXTRA_INDEX_URL -u PIP_CONSTRAINT PIP_CONFIG_FILE=/dev/null \
-    "${pip[@]}" install --dry-run --ignore-installed --no-deps --use-feature=fast-deps --quiet -r "$work/in/no-deps.txt" >>"$work/pip.log" 2>&1
+    "${pip[@]}" install --dry-run --ignore-installed --no-deps --use-feature=fast-deps --quiet \
+    -r "$work/in/no-deps.txt" >>"$work/pip.log" 2>&1
   status=$?
 fi
 set -e
@@ -102,7 +114,7 @@ resolved = {
     norm(item["metadata"]["name"]): item["metadata"]["version"].split("+")[0] for item in report["install"]
 }
 pins = {name: resolved[name] for name in ("torch", "vllm", "transformers") if name in resolved}
-summary = f"{flavor}: {len(resolved)} packages resolve in {seconds}s; " + ", ".join(f"{n}=={v}" for n, v in pins.items())
+summary = f"{flavor}: {len(resolved)} packages resolve in {seconds}s" + "".join(f", {n}=={v}" for n, v in pins.items())
 if update:
     header = (
         f"# The {flavor} image's packages, resolved by `bash scripts/check_resolution.sh {flavor} --update`\n"
@@ -118,12 +130,12 @@ for line in lock.read_text().splitlines() if lock.is_file() else []:
         locked[norm(name)] = version.strip()
 missing = sorted(f"{name}=={version}" for name, version in resolved.items() if name not in locked)
 unused = sorted(f"{name}=={locked[name]}" for name in locked.keys() - resolved.keys())
-if missing or unused:
+if unused:
+    print(f"check_resolution: in {lock}, not needed here: {', '.join(unused)}", file=sys.stderr)
+if missing:
     print(f"check_resolution: {lock} is stale", file=sys.stderr)
     for line in missing:
         print(f"  resolved, not in the lock: {line}", file=sys.stderr)
-    for line in unused:
-        print(f"  in the lock, not needed:   {line}", file=sys.stderr)
     print(f"  rewrite it with: bash scripts/check_resolution.sh {flavor} --update", file=sys.stderr)
     sys.exit(1)
 print(summary)
