@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,6 +10,14 @@ import pytest
 import redis
 
 from shared.redis_process import RedisProcess
+from tests.public_data import PUBLIC_DATA
+
+# No test reaches the Hugging Face Hub: loads of named sets that have no local copy fail at once, and the hub path is
+# tested against local folders. The public sets' local copy is the data folder of every test that does not set one.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+if PUBLIC_DATA.is_dir():
+    os.environ.setdefault("INTERVENE_DATA_DIR", str(PUBLIC_DATA))
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
             benign_samples_per_prompt=settings.benign_samples_per_prompt,
             default_rounds=settings.max_rounds,
             limit_rounds=settings.limit_rounds,
-            data_dir=str(settings.data_dir),
+            data_dir=settings.data_dir,
             rollout_window=settings.rollout_window,
         )
 

@@ -1,10 +1,13 @@
-"""`intervene data overlap`: which prompts of evaluation sets also occur in a training set (exact, or by word n-grams).
+"""`intervene data`: where the named sets are (`list`), local copies for machines without hub access (`fetch`), and
+which prompts of evaluation sets also occur in a training set (`overlap`: exact, or by word n-grams).
 
-    intervene data overlap advbench strongreject jbb               # 25 and 11 exact, as ../shared/data/README.md says
+    intervene data list                                            # each set: local copy or hub id
+    intervene data fetch strongreject jbb xstest-safe gsm8k --out /mnt/data   # then INTERVENE_DATA_DIR=/mnt/data
+    intervene data overlap advbench strongreject jbb               # 25 and 11 exact
     intervene data overlap pairs.jsonl strongreject harmbench-test --json
     intervene data overlap star1 harmbench-test harmbench-val --fail-on-overlap   # exit 1 when any overlap
 
-Prints ids, never prompt text (the sets hold harmful requests) unless --show-text is given.
+Prints ids and counts, never prompt text (the sets hold harmful requests) unless --show-text is given.
 """
 
 from __future__ import annotations
@@ -14,13 +17,69 @@ from pathlib import Path
 
 import click
 
-from shared.datasets import DatasetError
+from shared.datasets import DATASETS, DatasetError, local_copy, resolve_data_dir
+from shared.datasets.fetch import fetch
+from shared.datasets.templates import NAMED_TEMPLATES
 from shared.evaluation.overlap import DEFAULT_NGRAM, DEFAULT_THRESHOLD, SetOverlap, find_overlap, load_prompt_set
+
+DATA_DIR_HELP = (
+    "Data folder of the named sets' local copies (default: $INTERVENE_DATA_DIR, else ~/.local/share/intervene/data)."
+)
 
 
 @click.group("data")
 def data() -> None:
-    """Prompt sets: overlaps between training and evaluation data."""
+    """Prompt sets: where they are, local copies from the hub, overlaps between training and evaluation data."""
+
+
+@data.command("list")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
+def list_sets(data_dir: Path | None) -> None:
+    """Each named set and where it is read from: its local copy when there is one, else its hub copy."""
+    click.echo(f"data folder: {resolve_data_dir(data_dir)}")
+    width = max(map(len, [*DATASETS, *NAMED_TEMPLATES]))
+    for name, spec in sorted(DATASETS.items()):
+        path = local_copy(name, data_dir)
+        if spec.builtin:
+            where = "built in"
+        elif path is not None and path.is_file():
+            where = f"local copy {path}"
+        elif spec.hub:
+            where = "hub " + ", ".join(source.describe() for source in spec.hub)
+        else:
+            where = f"missing (no hub copy: put the file at {path})"
+        click.echo(f"{name:<{width}}  {where}")
+    for name, relative in NAMED_TEMPLATES.items():
+        path = resolve_data_dir(data_dir) / relative
+        where = f"local copy {path}" if path.is_file() else f"missing (no hub copy: put the file at {path})"
+        click.echo(f"{name:<{width}}  {where}")
+
+
+@data.command("fetch")
+@click.argument("names", nargs=-1, required=True, metavar="NAME...")
+@click.option(
+    "--out",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder to write the copies to, in the data folder's layout (default: the data folder).",
+)
+def fetch_sets(names: tuple[str, ...], out: Path | None) -> None:
+    """Write local copies of named sets (or hf:ORG/NAME[/CONFIG][@REV][:SPLIT] sets) read from the Hugging Face Hub.
+
+    Run it where the hub is reachable (HF_TOKEN for gated sets), then copy the folder to the machines without it
+    and point INTERVENE_DATA_DIR (or --data-dir) at it. Prints the files and row counts, never their text.
+    """
+    folder = out or resolve_data_dir()
+    failures = []
+    for name in dict.fromkeys(names):
+        try:
+            copied = fetch(name, folder)
+        except DatasetError as error:
+            failures.append(f"{name}: {error.message}")
+            continue
+        click.echo(f"{name}: {copied.rows} rows from {copied.source} -> {copied.path}")
+    if failures:
+        raise click.ClickException("could not fetch\n  " + "\n  ".join(failures))
+    click.echo(f"data folder written: {folder} (set INTERVENE_DATA_DIR={folder} where it is used)")
 
 
 @data.command("overlap")
@@ -34,7 +93,7 @@ def data() -> None:
     show_default=True,
     help="Share of the shorter prompt's n-grams the other must contain.",
 )
-@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help="Folder of the named data sets.")
+@click.option("--data-dir", type=click.Path(file_okay=False, path_type=Path), help=DATA_DIR_HELP)
 @click.option("--show-text", is_flag=True, help="Also print the overlapping prompts' text (harmful content).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object instead of the table.")
 @click.option("--fail-on-overlap", is_flag=True, help="Exit with status 1 when any overlap is found.")

@@ -6,11 +6,11 @@ plain words, no specifics; `demo-benign`: look-alikes for over-refusal pairs), f
 progress bar per stage, prints the stage table and the intervention success by round, exports the pairs in TRL's
 prompt/chosen/rejected format and stops the stack (unless --keep). Then, in this process, it trains a short suffix-DPO
 LoRA run on those pairs and evaluates the base model against the adapter on a few held-out prompts (JailbreakBench
-goals, XSTest safe prompts, GSM8K; the built-in demo sets when the data folder is absent), printing the before/after
-table and the paths of the report and its plots.
+goals, XSTest safe prompts, GSM8K; the built-in demo sets when the data folder has no copy of them), printing the
+before/after table and the paths of the report and its plots.
 
     intervene demo
-    intervene demo --dataset advbench --limit 10      # a named public set, or any CSV/JSONL file
+    intervene demo --dataset advbench --limit 10      # a named set, an hf: set, or any CSV/JSONL file
     intervene demo --no-train --no-eval               # generate -> judge -> intervene -> store only
 """
 
@@ -27,8 +27,8 @@ from google.protobuf import json_format
 
 from shared.cli.endpoints import fail_on_rpc_error, open_channel
 from shared.cli.evaluate import EvalPlan, execute, load_benchmarks, print_summary
-from shared.cli.submit import dataset_argument, stage_table, watch
-from shared.datasets import DATASETS, resolve_data_dir
+from shared.cli.submit import inline_local_files, stage_table, watch
+from shared.datasets import local_copy, resolve_data_dir
 from shared.evaluation.aggregate import Bootstrap
 from shared.evaluation.plots import plot_success_by_round
 from shared.judging.registry import JudgeOptions
@@ -49,7 +49,8 @@ DEMO_REASONING_TOKENS = 64
 DEMO_RESPONSE_TOKENS = 32
 DEMO_TRAIN_STEPS = 12
 DEMO_EVAL_LIMIT = 8
-# Held-out public sets the demo evaluates on; the built-in sets stand in when the folder is absent.
+# Held-out sets the demo evaluates on; the built-in sets stand in when the data folder has no local copy of them
+# (the demo never waits for the hub).
 HELD_OUT_BENCHMARKS = ("jbb", "xstest-safe", "gsm8k")
 BUILTIN_BENCHMARKS = ("demo-harmful", "demo-benign")
 
@@ -68,11 +69,12 @@ def demo_env(reasoning_tokens: int, response_tokens: int, judge: str) -> dict[st
 def demo_benchmarks(data_dir: Path | None = None) -> tuple[tuple[str, ...], str]:
     """The benchmarks of the demo's evaluation and a note on where they come from."""
     root = resolve_data_dir(data_dir)
-    if all((root / DATASETS[name].path).is_file() for name in HELD_OUT_BENCHMARKS):
+    if all(local_copy(name, root).is_file() for name in HELD_OUT_BENCHMARKS):
         return HELD_OUT_BENCHMARKS, f"held-out sets from {root}"
     return BUILTIN_BENCHMARKS, (
         f"{root} holds no {', '.join(HELD_OUT_BENCHMARKS)}: evaluated on the built-in demo sets, which are NOT held "
-        "out (the harmful pairs came from the same demo-harmful prompts)"
+        "out (the harmful pairs came from the same demo-harmful prompts); "
+        f"`intervene data fetch {' '.join(HELD_OUT_BENCHMARKS)} --out {root}` copies the held-out ones there"
     )
 
 
@@ -212,7 +214,7 @@ def _requests(
     )
     requests = [
         intervention_pb2.SubmitPromptsRequest(
-            dataset=dataset_argument(dataset),
+            dataset=dataset,
             text_column=text_column,
             limit=limit,
             seed=seed,
@@ -224,7 +226,7 @@ def _requests(
     if benign_dataset:
         requests.append(
             intervention_pb2.SubmitPromptsRequest(
-                dataset=dataset_argument(benign_dataset),
+                dataset=benign_dataset,
                 benign=True,
                 samples_per_prompt=benign_samples,
                 seed=seed,
@@ -232,7 +234,7 @@ def _requests(
                 name=f"demo {benign_dataset} (over-refusal)",
             )
         )
-    return requests
+    return [inline_local_files(request) for request in requests]
 
 
 def _generate_pairs(

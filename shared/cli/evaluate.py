@@ -294,7 +294,8 @@ def print_summary(document: dict[str, Any], files: Any) -> None:
 @click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Folder of the named sets (default: $INTERVENE_DATA_DIR, see the README's settings).",
+    help="Data folder of the named sets' local copies (default: $INTERVENE_DATA_DIR, else "
+    "~/.local/share/intervene/data); a set not copied there is read from the Hugging Face Hub.",
 )
 @click.option("--text-column", default="", help="Prompt column of KIND:PATH files (guessed when unset).")
 @click.option("--answer-column", default="", help="Reference-answer column of gsm8k:/math: files (default: answer).")

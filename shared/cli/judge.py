@@ -69,8 +69,8 @@ def judge() -> None:
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
-    help="Data folder with jailbreakbench/ and xstest/ (default: $INTERVENE_DATA_DIR, "
-    "else the data sets' folder beside the checkout).",
+    help="Data folder with jailbreakbench/attack-artifacts/, xstest/model_completions/ and star1/ (default: "
+    "$INTERVENE_DATA_DIR, else ~/.local/share/intervene/data).",
 )
 @click.option("--gold/--no-gold", default=True, show_default=True, help="Also measure on JailbreakBench and XSTest.")
 @click.option(

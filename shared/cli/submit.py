@@ -4,8 +4,10 @@
     intervene submit --dataset prompts.csv --text-column question --template-file jailbreak-train
     intervene submit --dataset xstest-safe --benign --samples 4 --limit 50
 
-Dataset names resolve on the service (its INTERVENE_DATA_DIR); a file that exists here is sent as an
-absolute path, which works when the service runs on this machine (the local stack).
+Dataset names (and `hf:` sets) resolve on the service: its data folder, else the Hugging Face Hub. A --dataset or
+--template-file that is a file on this machine is read here and its prompts are sent inline in the request (a
+service on a cluster cannot read this machine's disk); the sample (--limit, --seed) and the template wrapping are
+then done here too, the same way the service does them.
 """
 
 from __future__ import annotations
@@ -18,7 +20,12 @@ from tqdm import tqdm
 
 from shared.cli.endpoints import address_option, fail_on_rpc_error, open_channel, token_option
 from shared.cli.rollout import sampling_options, sampling_params
+from shared.datasets import DATASETS, DatasetError, load_prompts, load_templates, wrap_with_templates
+from shared.datasets.catalog import text_id
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, intervention_pb2_grpc
+from shared.rpc.client import DEFAULT_MAX_MESSAGE_BYTES
+
+_OPTIONS = {"dataset": "--dataset", "text_column": "--text-column", "template_file": "--template-file"}
 
 # (label, Job field of progress, Job field of its total or None when it has none up front)
 STAGES = (
@@ -73,14 +80,63 @@ def stage_table(job: common_pb2.Job) -> str:
     return "\n".join(lines)
 
 
-def dataset_argument(dataset: str) -> str:
-    """A local file becomes an absolute path (the service resolves relative ones in its own folder)."""
-    path = Path(dataset)
-    return str(path.resolve()) if path.suffix and path.is_file() else dataset
+def is_local_file(value: str) -> bool:
+    """True for a path to a file on this machine (not a dataset name, an hf: set or a template name)."""
+    return bool(value) and value not in DATASETS and not value.startswith("hf:") and Path(value).is_file()
+
+
+def inline_local_files(
+    request: intervention_pb2.SubmitPromptsRequest, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
+) -> intervention_pb2.SubmitPromptsRequest:
+    """The request with the prompts of a local --dataset / --template-file read here and sent inline.
+
+    Unchanged when neither is a local file. click.UsageError names the option at fault, or says what to do when the
+    prompts are too large for one request.
+    """
+    if not (is_local_file(request.dataset) or is_local_file(request.template_file)):
+        return request
+    if request.limit < 0:
+        raise click.UsageError(f"--limit: is {request.limit}; it must be >= 0 (0: all)")
+    try:
+        if request.dataset:
+            prompts = load_prompts(
+                request.dataset, text_column=request.text_column, limit=request.limit, seed=request.seed
+            )
+        else:  # --prompt texts wrapped in a local template file: ids first, as the service gives them
+            prompts = [_with_id(given) for given in request.prompts[: request.limit or None]]
+        if request.template_file:
+            prompts = wrap_with_templates(prompts, load_templates(request.template_file), seed=request.seed)
+    except DatasetError as error:
+        raise click.UsageError(f"{_OPTIONS.get(error.field, error.field)}: {error.message}") from None
+    inline = intervention_pb2.SubmitPromptsRequest()
+    inline.CopyFrom(request)
+    inline.ClearField("prompts")
+    inline.prompts.extend(prompts)
+    inline.dataset, inline.text_column, inline.template_file, inline.limit = "", "", "", 0
+    inline.name = request.name or (Path(request.dataset).stem if request.dataset else "")
+    size = inline.ByteSize()
+    if size > max_bytes:
+        raise click.UsageError(
+            f"--dataset: the {len(prompts)} prompts of {request.dataset} come to {size / 2**20:.1f} MiB, over the "
+            f"{max_bytes / 2**20:.0f} MiB one request may carry: sample fewer with --limit, split the file, or copy it "
+            "to the service's data folder and give its path there"
+        )
+    return inline
+
+
+def _with_id(given: common_pb2.Prompt) -> common_pb2.Prompt:
+    prompt = common_pb2.Prompt()
+    prompt.CopyFrom(given)
+    prompt.id = prompt.id or text_id(prompt.text)
+    return prompt
 
 
 @click.command()
-@click.option("--dataset", help="A dataset name (advbench, strongreject, xstest-safe, ...) or a CSV/JSONL file.")
+@click.option(
+    "--dataset",
+    help="A dataset name (advbench, strongreject, xstest-safe, ...), an hf:ORG/NAME[:SPLIT] set, or a "
+    "CSV/JSONL/JSON/Parquet file on this machine (read here, sent inline).",
+)
 @click.option("--prompt", "prompts", multiple=True, help="An inline prompt (repeatable; instead of --dataset).")
 @click.option("--text-column", default="", help="Column holding the prompt in a CSV/JSONL file.")
 @click.option("--limit", type=int, default=0, help="Sample this many prompts (0: all).")
@@ -120,9 +176,9 @@ def submit(
         raise click.UsageError("give --dataset NAME|FILE or one or more --prompt TEXT")
     request = intervention_pb2.SubmitPromptsRequest(
         prompts=[common_pb2.Prompt(text=text) for text in prompts],
-        dataset=dataset_argument(dataset) if dataset else "",
+        dataset=dataset or "",
         text_column=text_column,
-        template_file=dataset_argument(template_file) if template_file else "",
+        template_file=template_file,
         limit=limit,
         seed=seed,
         benign=benign,
@@ -131,6 +187,7 @@ def submit(
         name=name,
         sampling=sampling_params(temperature, max_reasoning_tokens, max_response_tokens, sampling_seed),
     )
+    request = inline_local_files(request)
     with open_channel("intervention", address, token_file) as channel:
         stub = intervention_pb2_grpc.InterventionServiceStub(channel)
         try:

@@ -2,10 +2,12 @@
 
 `submit` takes the trainer's settings exactly as local training does (INTERVENE_TRAINER_* variables, plus
 `--set FIELD=VALUE`), checks them with TrainerSettings, and starts a PyTorchJob through the Kubeflow
-training operator (`--backend kubernetes`, the default) or torchrun on this machine (`--backend local`).
-`--dry-run` prints the PyTorchJob YAML without a cluster:
+training operator (`--backend kubernetes`, the default), a TrainJob through Kubeflow Trainer v2
+(`--api trainjob`), or torchrun on this machine (`--backend local`). `--dry-run` prints the job's YAML
+without a cluster:
 
     intervene train submit --name dpo-v2 --nodes 2 --nproc-per-node 8 --set adapter_name=policy-v2 --dry-run
+    intervene train submit --api trainjob --name dpo-v2 --nodes 2 --nproc-per-node 8 --queue team-a --dry-run
     intervene train submit --backend local --nproc-per-node 2 --set pairs_file=pairs.jsonl
     intervene train logs dpo-v2 --follow;  intervene train wait dpo-v2;  intervene train delete dpo-v2
 
@@ -23,12 +25,13 @@ import click
 from pydantic import ValidationError
 
 from shared.config.trainer import TrainerSettings
-from shared.launch.base import JobLauncher, JobState
+from shared.launch.base import ClusterJobLauncher, JobLauncher, JobState
 from shared.launch.cluster import CLUSTER_FIELDS, ClusterOptions, release_fullname
 from shared.launch.job import ENV_PREFIX, TrainJob, parse_overrides, settings_env
 from shared.launch.local import LocalLauncher, torchrun_command
 
 _BACKENDS = click.Choice(["kubernetes", "local"])
+_APIS = click.Choice(["pytorchjob", "trainjob"])
 
 
 def _launcher_options(command: Any) -> Any:
@@ -36,6 +39,13 @@ def _launcher_options(command: Any) -> Any:
     for option in reversed(
         [
             click.option("--backend", type=_BACKENDS, default="kubernetes", show_default=True, help="Where jobs run."),
+            click.option(
+                "--api",
+                type=_APIS,
+                default="pytorchjob",
+                show_default=True,
+                help="Kubernetes: a PyTorchJob (training operator v1) or a TrainJob (Kubeflow Trainer v2).",
+            ),
             click.option("--namespace", default="default", show_default=True, help="Kubernetes namespace."),
             click.option("--kubeconfig", type=click.Path(dir_okay=False), help="kubeconfig file (default: ~/.kube)."),
             click.option("--context", "kube_context", help="kubeconfig context."),
@@ -52,24 +62,36 @@ def _launcher_options(command: Any) -> Any:
     return command
 
 
-def _kubernetes() -> Any:
-    """shared.launch.kubernetes, imported on first use: the image and the local back end do without its SDK."""
+def _cluster_launcher(api: str) -> type[ClusterJobLauncher]:
+    """The Kubernetes back end of `api`, imported on first use: the image and the local back end do without
+    the Kubernetes SDKs."""
     try:
-        from shared.launch import kubernetes
+        if api == "trainjob":
+            from shared.launch.trainjob import TrainJobLauncher
+
+            return TrainJobLauncher
+        from shared.launch.kubernetes import KubernetesLauncher
+
+        return KubernetesLauncher
     except ImportError as error:
         raise click.ClickException(
-            f"the Kubernetes back end needs the kubeflow-training SDK ({error}): "
+            f"the Kubernetes back end needs the kubeflow-training and kubernetes SDKs ({error}): "
             "pip install -c constraints.txt 'intervene[deploy]', or use --backend local"
         ) from error
-    return kubernetes
 
 
 def _launcher(
-    backend: str, namespace: str, kubeconfig: str | None, kube_context: str | None, run_root: Path, **cluster: Any
+    backend: str,
+    api: str,
+    namespace: str,
+    kubeconfig: str | None,
+    kube_context: str | None,
+    run_root: Path,
+    **cluster: Any,
 ) -> JobLauncher:
     if backend == "local":
         return LocalLauncher(run_root=run_root)
-    return _kubernetes().KubernetesLauncher(
+    return _cluster_launcher(api)(
         ClusterOptions(namespace=namespace, **cluster), config_file=kubeconfig, context=kube_context
     )
 
@@ -91,7 +113,13 @@ def _settings(overrides: tuple[str, ...], cluster_pair_store: str | None) -> Tra
 @click.command("submit")
 @_launcher_options
 @click.option("--name", default="intervene-trainer", show_default=True, help="Job name (one per run).")
-@click.option("--nodes", type=click.IntRange(1), default=1, show_default=True, help="Nodes: 1 Master + Workers.")
+@click.option(
+    "--nodes",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Nodes (PyTorchJob: 1 Master + Workers; TrainJob: numNodes).",
+)
 @click.option("--nproc-per-node", type=click.IntRange(1), default=1, show_default=True, help="Processes per node.")
 @click.option(
     "--gpus-per-node", type=click.IntRange(0), help="GPUs each pod requests (default: --nproc-per-node; 0: CPU)."
@@ -101,10 +129,19 @@ def _settings(overrides: tuple[str, ...], cluster_pair_store: str | None) -> Tra
 @click.option("--checkpoint-claim", default="intervene-trainer-checkpoints", show_default=True, help="Checkpoint PVC.")
 @click.option("--cpu", default="8", show_default=True, help="CPU request and limit per pod.")
 @click.option("--memory", default="64Gi", show_default=True, help="Memory request and limit per pod.")
+@click.option("--service-account", help="The pods' ServiceAccount (e.g. the release's; default: the namespace's).")
+@click.option("--queue", help="Kueue LocalQueue that admits the job (label kueue.x-k8s.io/queue-name).")
+@click.option(
+    "--runtime",
+    default="torch-distributed",
+    show_default=True,
+    help="TrainJob: the ClusterTrainingRuntime it runs under.",
+)
 @click.option("--set", "overrides", multiple=True, metavar="FIELD=VALUE", help="Trainer setting, e.g. beta=0.2.")
-@click.option("--dry-run", is_flag=True, help="Print the PyTorchJob YAML (or the local command) and start nothing.")
+@click.option("--dry-run", is_flag=True, help="Print the job's YAML (or the local command) and start nothing.")
 def submit(
     backend: str,
+    api: str,
     namespace: str,
     kubeconfig: str | None,
     kube_context: str | None,
@@ -118,6 +155,9 @@ def submit(
     checkpoint_claim: str,
     cpu: str,
     memory: str,
+    service_account: str | None,
+    queue: str | None,
+    runtime: str,
     overrides: tuple[str, ...],
     dry_run: bool,
 ) -> None:
@@ -147,22 +187,28 @@ def submit(
         "checkpoint_claim": checkpoint_claim,
         "cpu": cpu,
         "memory": memory,
+        "service_account": service_account,
+        "queue": queue,
     }
+    if api == "trainjob":
+        cluster["runtime"] = runtime
     if dry_run:
         if backend == "local":
             click.echo(" ".join([*(f"{k}={v}" for k, v in env.items()), *torchrun_command(job)]))
         else:
             import yaml
 
-            document = _kubernetes().manifest(job, ClusterOptions(namespace=namespace, **cluster))
+            document = _cluster_launcher(api)(ClusterOptions(namespace=namespace, **cluster)).manifest(job)
             click.echo(yaml.safe_dump(document, sort_keys=False), nl=False)
         return
-    launcher = _launcher(backend, namespace, kubeconfig, kube_context, run_root, **cluster)
+    launcher = _launcher(backend, api, namespace, kubeconfig, kube_context, run_root, **cluster)
     try:
         launcher.submit(job)
     except (RuntimeError, ValueError, FileExistsError) as error:
         raise click.ClickException(f"submit {name}: {error}") from error
-    click.echo(f"submitted {name} ({backend}); follow it with `intervene train logs {name} --follow`")
+    kind = "local" if backend == "local" else _cluster_launcher(api).kind
+    api_flag = " --api trainjob" if backend != "local" and api == "trainjob" else ""
+    click.echo(f"submitted {name} ({kind}); follow it with `intervene train logs {name}{api_flag} --follow`")
 
 
 @click.command("logs")
@@ -171,6 +217,7 @@ def submit(
 @click.option("--follow", "-f", is_flag=True, help="Stream the logs until the job ends.")
 def logs(
     backend: str,
+    api: str,
     namespace: str,
     kubeconfig: str | None,
     kube_context: str | None,
@@ -179,7 +226,7 @@ def logs(
     follow: bool,
 ) -> None:
     """Print the logs of job NAME (every pod, or the local torchrun)."""
-    launcher = _launcher(backend, namespace, kubeconfig, kube_context, run_root)
+    launcher = _launcher(backend, api, namespace, kubeconfig, kube_context, run_root)
     try:
         texts = launcher.logs(name, follow=follow)
     except (RuntimeError, FileNotFoundError) as error:
@@ -197,6 +244,7 @@ def logs(
 @click.option("--poll", "poll_s", type=click.FloatRange(min=0.1), default=15, show_default=True, help="Poll interval.")
 def wait(
     backend: str,
+    api: str,
     namespace: str,
     kubeconfig: str | None,
     kube_context: str | None,
@@ -206,7 +254,7 @@ def wait(
     poll_s: float,
 ) -> None:
     """Wait for job NAME to finish; exits 1 when it failed."""
-    launcher = _launcher(backend, namespace, kubeconfig, kube_context, run_root)
+    launcher = _launcher(backend, api, namespace, kubeconfig, kube_context, run_root)
     try:
         status = launcher.wait(name, timeout_s=timeout_s, poll_s=poll_s)
     except (RuntimeError, TimeoutError, FileNotFoundError) as error:
@@ -220,10 +268,10 @@ def wait(
 @_launcher_options
 @click.argument("name")
 def delete(
-    backend: str, namespace: str, kubeconfig: str | None, kube_context: str | None, run_root: Path, name: str
+    backend: str, api: str, namespace: str, kubeconfig: str | None, kube_context: str | None, run_root: Path, name: str
 ) -> None:
     """Stop job NAME and remove it (its checkpoints stay on their volume)."""
-    launcher = _launcher(backend, namespace, kubeconfig, kube_context, run_root)
+    launcher = _launcher(backend, api, namespace, kubeconfig, kube_context, run_root)
     try:
         launcher.delete(name)
     except (RuntimeError, FileNotFoundError) as error:

@@ -63,10 +63,12 @@ class InterventionSettings(ServiceSettings):
     benign_samples_per_prompt: int = Field(
         4, ge=2, description="Rollouts per prompt of a benign (over-refusal) job when the request leaves it unset."
     )
-    data_dir: Path = Field(
-        Path("../shared/data"),
-        description="Folder of the named datasets (advbench, strongreject, xstest-safe, ...); dataset paths given "
-        "in requests are read on the server.",
+    data_dir: Path | None = Field(
+        None,
+        description="Data folder holding local copies of the named datasets (advbench, strongreject, xstest-safe, "
+        "...; `intervene data fetch` writes them); unset: `$XDG_DATA_HOME/intervene/data`, else "
+        "`~/.local/share/intervene/data`. A set with no local copy is read from the Hugging Face Hub (HF_TOKEN, "
+        "HF_HOME). Dataset paths given in requests are read on the server.",
     )
     job_ttl_seconds: int = Field(7 * 24 * 3600, ge=60, description="How long a finished job's state stays in Redis.")
 

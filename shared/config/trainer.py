@@ -14,7 +14,7 @@ from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
-# The held-out sets (the public sets' suggested split) that the trained model is evaluated on.
+# The held-out sets (StrongREJECT, JailbreakBench, HarmBench test, XSTest) that the trained model is evaluated on.
 DEFAULT_EVAL_SETS = ["strongreject", "jbb", "harmbench-test", "xstest-safe", "xstest-unsafe"]
 
 

@@ -1,4 +1,4 @@
-"""Reading rows from CSV, JSONL and JSON files, with errors that name the file and what to fix."""
+"""Reading rows from CSV, JSONL, JSON and Parquet files, with errors that name the file and what to fix."""
 
 from __future__ import annotations
 
@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-# Fields of the sets in ../shared/data can be long (HarmBench context strings, jailbreak templates).
+# Fields of the public sets can be long (HarmBench context strings, jailbreak templates).
 csv.field_size_limit(16 * 1024 * 1024)
 
-SUFFIXES = (".csv", ".jsonl", ".json")
+SUFFIXES = (".csv", ".jsonl", ".json", ".parquet")
 
 
 class DatasetError(ValueError):
@@ -24,7 +24,7 @@ class DatasetError(ValueError):
 
 
 def read_rows(path: Path, field: str = "dataset") -> list[dict[str, Any]]:
-    """Every row of a CSV (with a header), JSONL (one object a line) or JSON (a list of objects) file."""
+    """Every row of a CSV (with a header), JSONL (one object a line), JSON (a list of objects) or Parquet file."""
     if not path.is_file():
         raise DatasetError(field, f"no file {path}")
     suffix = path.suffix.lower()
@@ -42,9 +42,21 @@ def read_rows(path: Path, field: str = "dataset") -> list[dict[str, Any]]:
             if not isinstance(raw, list):
                 raise DatasetError(field, f"{path} holds a JSON {type(raw).__name__}; a list of objects is needed")
             return [_object(row, path, number) for number, row in enumerate(raw, 1)]
+        if suffix == ".parquet":
+            return _parquet_rows(path, field)
     except (UnicodeDecodeError, json.JSONDecodeError, csv.Error) as error:
         raise DatasetError(field, f"cannot read {path}: {error}") from None
-    raise DatasetError(field, f"{path} is neither {', '.join(SUFFIXES)}; convert it to CSV or JSONL")
+    raise DatasetError(field, f"{path} is none of {', '.join(SUFFIXES)}; convert it to CSV or JSONL")
+
+
+def _parquet_rows(path: Path, field: str) -> list[dict[str, Any]]:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    try:
+        return pq.read_table(path).to_pylist()
+    except (OSError, pa.ArrowException) as error:
+        raise DatasetError(field, f"cannot read {path} as Parquet: {error}") from None
 
 
 def _object(row: Any, path: Path, number: int) -> dict[str, Any]:

@@ -1,9 +1,10 @@
 """The evaluation's benchmarks: which prompt set each is, what it measures and, for the reasoning sets, the answers.
 
-A benchmark is a named set of `shared.datasets` (resolved against the data folder, `INTERVENE_DATA_DIR`) or
-any CSV/JSONL/JSON file given as `KIND:PATH` (kinds: harm, compliance, refusal, gsm8k, math; `--text-column` and
-`--answer-column` map its columns). `jailbreak` is the JailbreakBench goals of the same sample wrapped in the held-out
-jailbreak templates (`jailbreak_prompts.csv`), so it compares directly with `jbb` on the same goals.
+A benchmark is a named set of `shared.datasets` (its local copy in the data folder, else its Hugging Face Hub copy) or
+any CSV/JSONL/JSON/Parquet file or `hf:` set given as `KIND:PATH` (kinds: harm, compliance, refusal, gsm8k, math;
+`--text-column` and `--answer-column` map its columns). `jailbreak` is the JailbreakBench goals of the same sample
+wrapped in the held-out jailbreak templates (`jailbreak_prompts.csv`), so it compares directly with `jbb` on the
+same goals.
 
 Reasoning sets get DeepSeek-R1's evaluation instruction (answer in \\boxed{}), which the answer extraction reads.
 """
@@ -13,8 +14,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from shared.datasets import DATASETS, DatasetError, load_prompts, load_templates, read_rows, wrap_with_templates
-from shared.datasets.catalog import BUILTIN_DIR, ID_COLUMNS, TEXT_COLUMNS, resolve_data_dir, text_id
+from shared.datasets import DATASETS, DatasetError, dataset_rows, load_prompts, load_templates, wrap_with_templates
+from shared.datasets.catalog import ID_COLUMNS, TEXT_COLUMNS, text_id
 from shared.evaluation.aggregate import Kind
 from shared.protos.intervene.v1 import common_pb2
 
@@ -50,7 +51,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
         BenchmarkSpec("xstest-unsafe", Kind.REFUSAL, "xstest-unsafe", description="XSTest unsafe contrasts"),
         BenchmarkSpec("gsm8k", Kind.GSM8K, "gsm8k", answer_column="answer", description="GSM8K test"),
         BenchmarkSpec("math500", Kind.MATH, "math500", answer_column="answer", description="MATH-500"),
-        # The demo's built-in sets, for a machine without the data folder (not held out from the demo's pairs).
+        # The demo's built-in sets, for a machine without the public sets (not held out from the demo's pairs).
         BenchmarkSpec("demo-harmful", Kind.HARM, "demo-harmful", description="built-in demo harmful intents"),
         BenchmarkSpec("demo-benign", Kind.COMPLIANCE, "demo-benign", description="built-in demo look-alikes"),
     )
@@ -91,10 +92,12 @@ def parse_benchmark(argument: str) -> BenchmarkSpec:
     kind_name, separator, path = argument.partition(":")
     if separator and kind_name in _KIND_ALIASES and path:
         kind = _KIND_ALIASES[kind_name]
-        return BenchmarkSpec(Path(path).stem, kind, path, description=f"{kind.value} prompts from {path}")
+        name = path.removeprefix("hf:") if path.startswith("hf:") else Path(path).stem
+        return BenchmarkSpec(name, kind, path, description=f"{kind.value} prompts from {path}")
     raise DatasetError(
         "benchmark",
-        f"unknown benchmark {argument!r}: give one of {', '.join(BENCHMARKS)}, or KIND:PATH for a CSV/JSONL file "
+        f"unknown benchmark {argument!r}: give one of {', '.join(BENCHMARKS)}, or KIND:PATH for a CSV/JSONL file or "
+        "an hf: set "
         f"(KIND: {', '.join(kind.value for kind in Kind)})",
     )
 
@@ -134,15 +137,15 @@ def _answers(dataset: str, data_dir: Path | str | None, text_column: str, answer
     """Reference answers by prompt id, ids made the way `shared.datasets.load_prompts` makes them."""
     spec = DATASETS.get(dataset)
     if spec is not None:
-        path = (BUILTIN_DIR if spec.builtin else resolve_data_dir(data_dir)) / spec.path
         column, id_column = spec.text_column, spec.id_column
     else:
-        path, column, id_column = Path(dataset), text_column, None
-    rows = read_rows(path)
+        column, id_column = text_column, None
+    # Read again rather than kept from load_prompts: the hub path hits the `datasets` cache, a file is small.
+    rows, origin = dataset_rows(dataset, data_dir)
     if rows and answer_column not in rows[0]:
         raise DatasetError(
             "answer_column",
-            f"{path} has no answer column {answer_column!r}; its columns are {', '.join(map(str, rows[0]))}",
+            f"{origin} has no answer column {answer_column!r}; its columns are {', '.join(map(str, rows[0]))}",
         )
     if not column:
         column = next((c for c in TEXT_COLUMNS if rows and c in rows[0]), "")

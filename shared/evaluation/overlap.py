@@ -1,7 +1,7 @@
 """Overlap between prompt sets, so that the sets a model is evaluated on stay out of the data it is trained on.
 
 Two prompts overlap when their normalised texts are equal (lower-cased, punctuation removed, whitespace collapsed:
-the method the public sets' own overlap notes use), or when at least `threshold` of the word
+the method the public sets' own overlap tables use), or when at least `threshold` of the word
 n-grams of the shorter one appear in the other. Measuring on the shorter prompt also finds an evaluation prompt
 inside a jailbreak template or inside a chat-formatted pair prompt. A prompt of fewer than n words has no n-gram and
 is compared exactly. Every exact overlap is also an n-gram overlap.
@@ -174,7 +174,7 @@ def load_prompt_set(name_or_path: str, data_dir: Path | str | None = None) -> Pr
                     texts.append(text)
             return PromptSet(path.stem, tuple(ids), tuple(texts))
     prompts = load_prompts(name_or_path, data_dir=data_dir)
-    name = name_or_path if name_or_path in DATASETS else path.stem
+    name = name_or_path if name_or_path in DATASETS or name_or_path.startswith("hf:") else path.stem
     return PromptSet(name, tuple(p.id for p in prompts), tuple(p.text for p in prompts))
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from google.protobuf import json_format
 
@@ -44,7 +45,8 @@ class SubmitLimits:
     benign_samples_per_prompt: int
     default_rounds: int
     limit_rounds: int
-    data_dir: str
+    # The data folder of named sets' local copies; None: the default (shared.datasets.folder).
+    data_dir: Path | str | None
     rollout_window: int = 1024
 
 

@@ -8,18 +8,20 @@
   requests. No step labels, but every trace's reasoning is safe, so the share a judge reads as having no
   compliance cue and safe reasoning is a check on real (not composed) reasoning text.
 
-The data folder is `INTERVENE_DATA_DIR`, else the public data sets' folder beside the checkout. These files hold
-harmful text: nothing here prints them.
+The data folder is `--data-dir`, else `INTERVENE_DATA_DIR`, else the default data folder (`shared.datasets.folder`);
+these gold files have no hub copy in this layout, so they are read from a local copy only. They hold harmful text:
+nothing here prints them.
 """
 
 from __future__ import annotations
 
 import csv
 import json
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
+
+from shared.datasets.folder import resolve_data_dir
 
 REFUSAL_LABELS = frozenset({"2_full_refusal", "3_partial_refusal"})
 
@@ -58,12 +60,8 @@ _THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
 
 
 def data_dir(override: str | Path | None = None) -> Path:
-    """The data folder: the argument, else `INTERVENE_DATA_DIR`, else the data sets' folder beside the checkout."""
-    if override is not None:
-        return Path(override)
-    if env := os.environ.get("INTERVENE_DATA_DIR"):
-        return Path(env)
-    return Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    """The data folder: the argument, else `INTERVENE_DATA_DIR`, else the default data folder."""
+    return resolve_data_dir(override)
 
 
 def jailbreakbench(root: Path) -> list[GoldResponse]:

@@ -1,10 +1,11 @@
-"""The interface every training launcher implements (Kubernetes PyTorchJob, local torchrun)."""
+"""The interface every training launcher implements (Kubernetes PyTorchJob or TrainJob, local torchrun)."""
 
 from __future__ import annotations
 
 import abc
 import enum
 from dataclasses import dataclass
+from typing import Any
 
 from shared.launch.job import TrainJob
 
@@ -53,3 +54,14 @@ class JobLauncher(abc.ABC):
     @abc.abstractmethod
     def delete(self, name: str) -> None:
         """Stop the job's processes and remove it."""
+
+
+class ClusterJobLauncher(JobLauncher):
+    """A launcher whose jobs are Kubernetes objects (PyTorchJob, TrainJob): it can show one without a cluster."""
+
+    #: The object's kind, as `kubectl get` names it.
+    kind: str
+
+    @abc.abstractmethod
+    def manifest(self, job: TrainJob) -> dict[str, Any]:
+        """The object `submit(job)` creates, as the API server receives it (what `--dry-run` prints)."""

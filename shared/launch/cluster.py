@@ -57,6 +57,11 @@ class ClusterOptions:
     backoff_limit: int = 3
     ttl_seconds_after_finished: int = 86400
     node_selector: dict[str, str] = field(default_factory=dict)
+    # The pods' ServiceAccount (none: the namespace's default); the chart's has no API token mounted.
+    service_account: str | None = None
+    # A Kueue LocalQueue that admits the job (either API); TrainJob only: the ClusterTrainingRuntime it runs under.
+    queue: str | None = None
+    runtime: str = "torch-distributed"
 
     def cluster_env(self) -> dict[str, str]:
         """The trainer settings a pod gets from the release: pair store, generation, token files, outputs."""

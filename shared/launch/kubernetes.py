@@ -15,7 +15,7 @@ from kubeflow.training import TrainingClient, models
 from kubeflow.training.api_client import ApiClient
 from kubernetes import client as k8s
 
-from shared.launch.base import JobLauncher, JobState, JobStatus
+from shared.launch.base import ClusterJobLauncher, JobState, JobStatus
 from shared.launch.cluster import (
     CHECKPOINT_DIR,
     MASTER_PORT,
@@ -26,8 +26,11 @@ from shared.launch.cluster import (
 )
 from shared.launch.job import ENV_PREFIX, TrainJob
 
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
 
-def _pod_template(job: TrainJob, options: ClusterOptions) -> k8s.V1PodTemplateSpec:
+
+def pod_template(job: TrainJob, options: ClusterOptions) -> k8s.V1PodTemplateSpec:
+    """The trainer pod: torchrun with the job's and the release's settings, checkpoint PVC, Secret, hardening."""
     env = {**options.cluster_env(), **job.env}
     if f"{ENV_PREFIX}PAIRS_FILE" in env:
         # An exported file on the checkpoint volume replaces the pair store as the pair source.
@@ -105,13 +108,23 @@ def _pod_template(job: TrainJob, options: ClusterOptions) -> k8s.V1PodTemplateSp
             ),
             tolerations=tolerations,
             node_selector=options.node_selector or None,
+            service_account_name=options.service_account,
         ),
     )
 
 
+def job_labels(options: ClusterOptions) -> dict[str, str]:
+    """The job object's labels; with `options.queue`, Kueue's queue label (Kueue admits PyTorchJobs and TrainJobs
+    alike, holding them suspended until their LocalQueue has quota)."""
+    labels = {"app.kubernetes.io/name": "intervene", "app.kubernetes.io/component": "trainer"}
+    if options.queue:
+        labels[QUEUE_LABEL] = options.queue
+    return labels
+
+
 def build_pytorchjob(job: TrainJob, options: ClusterOptions) -> models.KubeflowOrgV1PyTorchJob:
     """The PyTorchJob for `job`: one Master, `nodes - 1` Workers, `nproc_per_node` torchrun processes each."""
-    template = _pod_template(job, options)
+    template = pod_template(job, options)
     replica_specs = {
         "Master": models.KubeflowOrgV1ReplicaSpec(replicas=1, restart_policy=options.restart_policy, template=template)
     }
@@ -125,7 +138,7 @@ def build_pytorchjob(job: TrainJob, options: ClusterOptions) -> models.KubeflowO
         metadata=k8s.V1ObjectMeta(
             name=job.name,
             namespace=options.namespace,
-            labels={"app.kubernetes.io/name": "intervene", "app.kubernetes.io/component": "trainer"},
+            labels=job_labels(options),
         ),
         spec=models.KubeflowOrgV1PyTorchJobSpec(
             nproc_per_node=str(job.nproc_per_node),
@@ -144,8 +157,10 @@ def manifest(job: TrainJob, options: ClusterOptions) -> dict[str, Any]:
     return ApiClient().sanitize_for_serialization(build_pytorchjob(job, options))
 
 
-class KubernetesLauncher(JobLauncher):
+class KubernetesLauncher(ClusterJobLauncher):
     """Runs jobs as PyTorchJobs through the training operator; needs a kubeconfig or in-cluster credentials."""
+
+    kind = "PyTorchJob"
 
     def __init__(
         self,
@@ -169,6 +184,9 @@ class KubernetesLauncher(JobLauncher):
         if self._client is None:
             self._client = TrainingClient(**self._client_args)
         return self._client
+
+    def manifest(self, job: TrainJob) -> dict[str, Any]:
+        return manifest(job, self.options)
 
     def submit(self, job: TrainJob) -> str:
         self.client.create_job(job=build_pytorchjob(job, self.options), namespace=self.options.namespace)

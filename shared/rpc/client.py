@@ -6,10 +6,17 @@
 
 The token travels in an interceptor rather than in call credentials, because gRPC only sends call
 credentials over TLS and in-cluster traffic is often plaintext behind a mesh.
+
+Load balancing: gRPC keeps one HTTP/2 connection per channel, so a ClusterIP Service (one virtual IP) pins
+every call of a client to one replica. A `dns:///name:port` target naming a headless Service (`clusterIP:
+None`, one DNS record per ready pod) gets the `round_robin` policy here: the channel connects to every address
+and spreads calls over them. Keepalive pings on every channel find a connection to a pod that vanished
+within `KEEPALIVE_TIMEOUT_MS`, and the reconnection re-resolves the name.
 """
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -21,6 +28,31 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shared.rpc.tls import channel_credentials
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
+# A ping after 30 s without traffic on a connection with calls in flight; no answer in 10 s closes it. Servers
+# accept pings this often (shared/rpc/server.py), so they never answer them with GOAWAY too_many_pings.
+KEEPALIVE_TIME_MS = 30_000
+KEEPALIVE_TIMEOUT_MS = 10_000
+ROUND_ROBIN_CONFIG = json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})
+
+
+def is_dns_target(address: str) -> bool:
+    """Whether `address` is a gRPC `dns:` target (`dns:///host:port`, or `dns://resolver/host:port`)."""
+    return address.startswith("dns:")
+
+
+def channel_options(address: str, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> list[tuple[str, Any]]:
+    """Options of a channel to `address`: message limits, keepalive, and round_robin for a `dns:` target."""
+    options: list[tuple[str, Any]] = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", KEEPALIVE_TIME_MS),
+        ("grpc.keepalive_timeout_ms", KEEPALIVE_TIMEOUT_MS),
+        # A long call that waits (generation) sends no data: keep pinging through it.
+        ("grpc.http2.max_pings_without_data", 0),
+    ]
+    if is_dns_target(address):
+        options.append(("grpc.service_config", ROUND_ROBIN_CONFIG))
+    return options
 
 
 class _CallDetails(
@@ -89,17 +121,15 @@ def connect(
     tls: bool | None = None,
     tls_server_name: str | None = None,
 ) -> grpc.Channel:
-    """A channel to `address` ("host:port") that sends `token` as a bearer token on every call.
+    """A channel to `address` ("host:port", or "dns:///host:port" to balance over every address the name has)
+    that sends `token` as a bearer token on every call.
 
     TLS is used when `tls` is True, or when `tls` is None and any certificate file is given;
     `root_cert_file` None then trusts the system roots. `client_cert_file` + `client_key_file` present a
     client certificate (mTLS). `tls_server_name` overrides the name checked against the server's
     certificate (when dialling an IP address, say).
     """
-    options: list[tuple[str, Any]] = [
-        ("grpc.max_receive_message_length", max_message_bytes),
-        ("grpc.max_send_message_length", max_message_bytes),
-    ]
+    options = channel_options(address, max_message_bytes)
     if tls is None:
         tls = any(path is not None for path in (root_cert_file, client_cert_file, client_key_file))
     if tls:

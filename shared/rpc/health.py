@@ -3,9 +3,15 @@
 The status (for "" and for each served service name) is NOT_SERVING until every dependency check returns
 True, SERVING while they all do, NOT_SERVING again while any fails (Redis down), and NOT_SERVING for good
 once the server drains. Kubernetes readiness probes (`grpc:` probes) read it, so a replica that lost Redis
-stops receiving traffic instead of failing calls. Checks run in one background thread every
-`settings.dependency_check_seconds`; a check must return quickly (give Redis clients a socket timeout)
-and an exception counts as a failure.
+stops receiving traffic instead of failing calls.
+
+Liveness is a separate name, `LIVENESS` ("liveness"), SERVING for as long as the server answers, whatever the
+dependencies say and through the drain: a liveness probe must not restart every replica while Redis is down (a
+restart cures nothing there, and the restarted pods would only queue up on the same outage), nor kill a
+draining server before its in-flight calls end. The chart's livenessProbe names it, its readinessProbe "".
+
+Checks run in one background thread every `settings.dependency_check_seconds`; a check must return quickly
+(give Redis clients a socket timeout) and an exception counts as a failure.
 """
 
 from __future__ import annotations
@@ -21,6 +27,8 @@ log = logging.getLogger("intervene.rpc.health")
 
 SERVING = health_pb2.HealthCheckResponse.SERVING
 NOT_SERVING = health_pb2.HealthCheckResponse.NOT_SERVING
+# The health service name a liveness probe asks for: SERVING while the process answers gRPC at all.
+LIVENESS = "liveness"
 
 DependencyCheck = Callable[[], bool]
 
@@ -73,9 +81,11 @@ class HealthMonitor:
         self._check_lock = threading.Lock()
         self._status = NOT_SERVING
         self.set(NOT_SERVING)
+        self.servicer.set(LIVENESS, SERVING)
 
     def set(self, status: int) -> None:
-        """Sets the status of every name; the next dependency check may change it again. Ignored once draining."""
+        """Sets the status of every name but LIVENESS; the next dependency check may change it again. Ignored once
+        draining."""
         with self._lock:
             if self._draining:
                 return
@@ -123,11 +133,12 @@ class HealthMonitor:
             self._stopped.wait(self._interval_s)
 
     def drain(self) -> None:
-        """NOT_SERVING from now on, whatever the dependencies say."""
+        """NOT_SERVING from now on, whatever the dependencies say (liveness stays SERVING until the server stops)."""
         with self._lock:
             self._draining = True
             self._status = NOT_SERVING
-        self.servicer.enter_graceful_shutdown()
+            for name in self.names:
+                self.servicer.set(name, NOT_SERVING)
 
     def stop(self) -> None:
         """Stops the checking thread."""

@@ -27,6 +27,7 @@ from prometheus_client import start_http_server
 
 from shared.config.base import ServiceSettings
 from shared.rpc.auth import BearerAuthInterceptor
+from shared.rpc.client import KEEPALIVE_TIME_MS
 from shared.rpc.decoding import RequestDecodingInterceptor
 from shared.rpc.health import DependencyCheck, HealthMonitor
 from shared.rpc.interceptors import ErrorInterceptor
@@ -35,6 +36,15 @@ from shared.rpc.metrics import MetricsInterceptor, ServiceMetrics
 from shared.rpc.payloads import PayloadLogInterceptor
 from shared.rpc.shutdown import StopSignal
 from shared.rpc.tls import server_credentials
+
+KEEPALIVE_SERVER_OPTIONS: list[tuple[str, int]] = [
+    # Accept the clients' keepalive pings (shared/rpc/client.py) instead of answering GOAWAY too_many_pings.
+    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 3),
+    ("grpc.keepalive_permit_without_calls", 1),
+    # Clients reconnect, and so re-resolve a headless Service's name, at least this often: replicas added by
+    # a scale-up get calls. The calls in flight on an aged connection finish on it (no grace limit).
+    ("grpc.max_connection_age_ms", 300_000),
+]
 
 log = logging.getLogger("intervene.rpc.server")
 
@@ -195,6 +205,7 @@ def start_server(spec: ServiceSpec, settings: ServiceSettings) -> RunningServer:
             ("grpc.max_send_message_length", settings.max_message_bytes),
             # Without this, a second server on a busy port binds silently and steals half the connections.
             ("grpc.so_reuseport", 0),
+            *KEEPALIVE_SERVER_OPTIONS,
         ],
     )
     spec.register(server)

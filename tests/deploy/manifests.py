@@ -2,8 +2,9 @@
 
 helm and kubectl come from `scripts/install_k8s_tools.sh` (.tools/bin) or PATH; a test that needs one skips
 with the install command when it is missing. Built-in kinds are validated with kubernetes-validate's
-strict schemas; PyTorchJobs with jsonschema against the training operator v1.9.4 CRD, made strict the way
-the API server's field validation is (an unknown field is an error).
+strict schemas; PyTorchJobs with jsonschema against the training operator v1.9.4 CRD and TrainJobs against the
+Kubeflow Trainer v2.3.0 CRD (both vendored in k8s/crds/, see its SOURCE.md), made strict the way the API server's
+field validation is (an unknown field is an error).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -28,11 +30,10 @@ kubernetes_validate = pytest.importorskip(
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "intervene"
 K8S = REPO / "k8s"
-# The upstream CRDs, vendored (k8s/crds/SOURCE.md): the custom kinds are validated without a cluster or a network.
 CRDS = K8S / "crds"
 KUBERNETES_VERSIONS = ("1.29.0", "1.33.0")
 # Kinds whose schema lives in a CRD, not in kubernetes-validate.
-CUSTOM_KINDS = {"PyTorchJob", "ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
+CUSTOM_KINDS = {"PyTorchJob", "TrainJob", "ScaledObject", "TriggerAuthentication", "ServiceMonitor"}
 
 # Name -> values: the defaults, and the deployments the chart promises to support.
 VALUE_SETS: dict[str, dict[str, Any]] = {
@@ -57,6 +58,13 @@ VALUE_SETS: dict[str, dict[str, Any]] = {
         "judge": {"backend": "llm", "llm": {"baseUrl": "http://guard.models.svc:8000/v1", "model": "guard"}},
     },
     "training-multi-node": {"trainer": {"enabled": True, "nodes": 3, "nprocPerNode": "8", "gpu": {"count": 8}}},
+    "trainjob": {
+        "trainer": {"enabled": True, "api": "trainjob", "nodes": 2, "nprocPerNode": "4", "gpu": {"count": 4}},
+        "data": {"existingClaim": "intervene-datasets", "mountPath": "/data"},
+        "huggingface": {"tokenSecret": {"name": "hf-token", "key": "token"}},
+        "serviceAccount": {"annotations": {"iam.gke.io/gcp-service-account": "intervene@p.iam.gserviceaccount.com"}},
+        "generation": {"keda": {"enabled": True}},
+    },
 }
 
 
@@ -114,17 +122,63 @@ def _strict(schema: Any) -> Any:
     return schema
 
 
-@functools.cache
-def pytorchjob_validator() -> jsonschema.Draft7Validator:
-    """The openAPIV3Schema of kubeflow.org/v1 PyTorchJob (training operator v1.9.4), made strict."""
-    crd_file = CRDS / "kubeflow.org_pytorchjobs.yaml"
-    crd = yaml.load(crd_file.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+def _load_yaml(path: Path) -> Any:
+    return yaml.load(path.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+
+
+def _crd_validator(file_name: str, version_name: str) -> jsonschema.Draft7Validator:
+    """The strict openAPIV3Schema of one version of a vendored CRD (a missing file fails: they are in the repo)."""
+    crd_file = CRDS / file_name
+    (version,) = [v for v in _load_yaml(crd_file)["spec"]["versions"] if v["name"] == version_name]
     schema = _strict(copy.deepcopy(version["schema"]["openAPIV3Schema"]))
     # metadata is an ObjectMeta the CRD leaves open; its own fields are checked by the API server.
     schema["properties"]["metadata"] = {"type": "object"}
     jsonschema.Draft7Validator.check_schema(schema)
     return jsonschema.Draft7Validator(schema)
+
+
+@functools.cache
+def pytorchjob_validator() -> jsonschema.Draft7Validator:
+    """The openAPIV3Schema of kubeflow.org/v1 PyTorchJob (training operator v1.9.4), made strict."""
+    return _crd_validator("kubeflow.org_pytorchjobs.yaml", "v1")
+
+
+@functools.cache
+def trainjob_validator() -> jsonschema.Draft7Validator:
+    """The openAPIV3Schema of trainer.kubeflow.org/v1alpha1 TrainJob (Kubeflow Trainer v2.3.0), made strict."""
+    return _crd_validator("trainer.kubeflow.org_trainjobs.yaml", "v1alpha1")
+
+
+@functools.cache
+def torch_distributed_runtime() -> dict:
+    """The `torch-distributed` ClusterTrainingRuntime Kubeflow Trainer v2.3.0 installs."""
+    return _load_yaml(CRDS / "torch_distributed_runtime.yaml")
+
+
+# Variables the torch plugin sets itself; a TrainJob that sets one is refused by Trainer's webhook.
+TORCH_RESERVED_ENV = {"PET_NNODES", "PET_NPROC_PER_NODE", "PET_NODE_RANK", "PET_MASTER_ADDR", "PET_MASTER_PORT"}
+_RFC1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+def validate_trainjob(doc: dict) -> None:
+    """jsonschema validation of a TrainJob against the v2.3.0 CRD, its CEL rules on the name, and what the
+    torch-distributed runtime needs: the runtime's name, its `node` job and container, no reserved env."""
+    assert doc["apiVersion"] == "trainer.kubeflow.org/v1alpha1" and doc["kind"] == "TrainJob"
+    trainjob_validator().validate(doc)
+    name = doc["metadata"]["name"]
+    assert _RFC1035.match(name) and len(name) <= 63, f"metadata.name {name!r} is not an RFC 1035 label"
+    runtime = torch_distributed_runtime()
+    assert doc["spec"]["runtimeRef"]["name"] == runtime["metadata"]["name"]
+    assert doc["spec"]["runtimeRef"].get("kind", "ClusterTrainingRuntime") == runtime["kind"]
+    reserved = {e["name"] for e in doc["spec"]["trainer"].get("env", [])} & TORCH_RESERVED_ENV
+    assert not reserved, f"the torch plugin reserves {reserved}"
+    jobs = {j["name"]: j for j in runtime["spec"]["template"]["spec"]["replicatedJobs"]}
+    for patch in doc["spec"].get("runtimePatches", []):
+        for job in patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]:
+            assert job["name"] in jobs, f"the runtime has no replicated job {job['name']!r}"
+            names = {c["name"] for c in jobs[job["name"]]["template"]["spec"]["template"]["spec"]["containers"]}
+            for container in job["template"]["spec"]["template"]["spec"].get("containers", []):
+                assert container["name"] in names, f"the runtime's {job['name']} job has no {container['name']!r}"
 
 
 def validate_pytorchjob(doc: dict) -> None:
@@ -148,6 +202,8 @@ def containers(doc: dict) -> list[dict]:
         specs = [doc["spec"]["template"]["spec"]]
     elif kind == "PyTorchJob":
         specs = [s["template"]["spec"] for s in doc["spec"]["pytorchReplicaSpecs"].values()]
+    elif kind == "TrainJob":
+        return [trainjob_container(doc)]
     else:
         return []
     return [c for spec in specs for c in spec.get("containers", []) + spec.get("initContainers", [])]
@@ -162,4 +218,27 @@ def pod_specs(doc: dict) -> list[dict]:
         return [doc["spec"]["template"]["spec"]]
     if kind == "PyTorchJob":
         return [s["template"]["spec"] for s in doc["spec"]["pytorchReplicaSpecs"].values()]
+    if kind == "TrainJob":
+        return [trainjob_pod_patch(doc)]
     return []
+
+
+def trainjob_pod_patch(doc: dict) -> dict:
+    """The pod spec a TrainJob patches onto the runtime's `node` job."""
+    (patch,) = doc["spec"]["runtimePatches"]
+    (job,) = patch["trainingRuntimeSpec"]["template"]["spec"]["replicatedJobs"]
+    return job["template"]["spec"]["template"]["spec"]
+
+
+def trainjob_container(doc: dict) -> dict:
+    """The `node` container of a TrainJob's pods as it will run: the trainer's image, command, env and resources
+    merged with the runtime patch's security context and mounts."""
+    (patched,) = trainjob_pod_patch(doc)["containers"]
+    trainer = doc["spec"]["trainer"]
+    return {
+        **patched,
+        "image": trainer["image"],
+        "command": trainer["command"],
+        "env": trainer.get("env", []),
+        "resources": trainer["resourcesPerNode"],
+    }

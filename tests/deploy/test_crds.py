@@ -7,14 +7,12 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from tests.deploy.manifests import CRDS, pytorchjob_validator
+from tests.deploy.manifests import CRDS, pytorchjob_validator, trainjob_validator
 
 # File -> (kind, served version): what SOURCE.md documents.
 VENDORED = {
     "kubeflow.org_pytorchjobs.yaml": ("PyTorchJob", "v1"),
     "trainer.kubeflow.org_trainjobs.yaml": ("TrainJob", "v1alpha1"),
-    "trainer.kubeflow.org_trainingruntimes.yaml": ("TrainingRuntime", "v1alpha1"),
-    "trainer.kubeflow.org_clustertrainingruntimes.yaml": ("ClusterTrainingRuntime", "v1alpha1"),
 }
 
 
@@ -26,7 +24,7 @@ def test_each_vendored_crd_is_the_documented_kind_and_version(name: str) -> None
     assert crd["spec"]["names"]["kind"] == kind
     served = {v["name"]: v for v in crd["spec"]["versions"] if v.get("served")}
     assert "openAPIV3Schema" in served[version]["schema"]
-    assert kind in (CRDS / "SOURCE.md").read_text()
+    assert f"`{name}`" in (CRDS / "SOURCE.md").read_text()
 
 
 def test_the_torch_distributed_runtime_names_the_trainer_api() -> None:
@@ -36,7 +34,10 @@ def test_the_torch_distributed_runtime_names_the_trainer_api() -> None:
     assert runtime["metadata"]["name"] == "torch-distributed"
 
 
-def test_the_pytorchjob_validator_comes_from_the_vendored_crd() -> None:
+def test_the_validators_come_from_the_vendored_crds() -> None:
     job = {"apiVersion": "kubeflow.org/v1", "kind": "PyTorchJob", "spec": {"pytorchReplicaSpecs": {}, "replicas": 2}}
     errors = [error.message for error in pytorchjob_validator().iter_errors(job)]
     assert any("replicas" in message for message in errors), errors
+    train_job = {"apiVersion": "trainer.kubeflow.org/v1alpha1", "kind": "TrainJob", "spec": {"numProcPerNode": 2}}
+    errors = [error.message for error in trainjob_validator().iter_errors(train_job)]
+    assert any("numProcPerNode" in message for message in errors), errors

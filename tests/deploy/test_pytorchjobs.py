@@ -61,11 +61,13 @@ def test_train_submit_dry_run_prints_a_valid_job(monkeypatch: pytest.MonkeyPatch
             "--release=prod",
             "--set=adapter_name=policy-v2",
             '--set=lora_targets=["q_proj","v_proj"]',
+            "--queue=team-a",
         ],
     )
     assert result.exit_code == 0, result.output
     job = yaml.safe_load(result.stdout)
     validate_pytorchjob(job)
+    assert job["metadata"]["labels"]["kueue.x-k8s.io/queue-name"] == "team-a"
     specs = job["spec"]["pytorchReplicaSpecs"]
     assert specs["Master"]["replicas"] == 1
     assert specs.get("Worker", {}).get("replicas", 0) == nodes - 1

@@ -107,7 +107,7 @@ intervene.dev/redis-client: "true"
 {{- if eq .component "intervention" }}
 {{- range $peer := list "generation" "judge" "pairstore" }}
 - name: INTERVENE_{{ upper $peer }}_ADDRESS
-  value: {{ include "intervene.address" (dict "root" $.root "component" $peer) | quote }}
+  value: {{ include "intervene.peerAddress" (dict "root" $.root "component" $peer) | quote }}
 {{- end }}
 {{- end }}
 {{- end -}}
@@ -144,5 +144,136 @@ intervene.dev/redis-client: "true"
 {{- .Values.generation.adaptersClaim -}}
 {{- else if .Values.trainer.enabled -}}
 {{- include "intervene.trainerClaim" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The pods' ServiceAccount: serviceAccount.name, else the fullname when the chart creates it, else `default`. */}}
+{{- define "intervene.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create -}}
+{{- default (include "intervene.fullname" .) .Values.serviceAccount.name -}}
+{{- else -}}
+{{- default "default" .Values.serviceAccount.name -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The address a peer dials: dns:///<name>-headless:<port> (round_robin over its pods) or <name>:<port>. */}}
+{{- define "intervene.peerAddress" -}}
+{{- if .root.Values.loadBalancing.headless -}}
+{{- $values := index .root.Values .component -}}
+{{- printf "dns:///%s-headless:%d" (include "intervene.componentName" .) (int $values.port) -}}
+{{- else -}}
+{{- include "intervene.address" . -}}
+{{- end -}}
+{{- end -}}
+
+{{/* HF_TOKEN from huggingface.tokenSecret, for the pods that download models. */}}
+{{- define "intervene.hfTokenEnv" -}}
+{{- with .Values.huggingface.tokenSecret.name }}
+- name: HF_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ . }}
+      key: {{ $.Values.huggingface.tokenSecret.key }}
+{{- end }}
+{{- end -}}
+
+{{/* The training job's name: one per adapter version, so a new run never collides with an old job. */}}
+{{- define "intervene.trainerJobName" -}}
+{{- printf "%s-%s" (include "intervene.componentName" (dict "root" . "component" "trainer")) .Values.trainer.adapterName -}}
+{{- end -}}
+
+{{/* The trainer container's environment (both training APIs). */}}
+{{- define "intervene.trainerEnv" -}}
+{{- $t := .Values.trainer -}}
+- name: INTERVENE_TRAINER_MODEL
+  value: {{ $t.model | quote }}
+- name: INTERVENE_TRAINER_PAIR_STORE
+  value: {{ include "intervene.address" (dict "root" . "component" "pairstore") | quote }}
+- name: INTERVENE_TRAINER_PAIR_STORE_TOKEN_FILE
+  value: {{ include "intervene.secretDir" . }}/read-token
+- name: INTERVENE_TRAINER_OUTPUT_DIR
+  value: /checkpoints
+- name: INTERVENE_TRAINER_ADAPTER_NAME
+  value: {{ $t.adapterName | quote }}
+- name: INTERVENE_TRAINER_PROMOTE
+  value: {{ $t.promote | quote }}
+- name: INTERVENE_TRAINER_GENERATION_ADDRESS
+  value: {{ include "intervene.address" (dict "root" . "component" "generation") | quote }}
+- name: INTERVENE_TRAINER_GENERATION_TOKEN_FILE
+  value: {{ include "intervene.secretDir" . }}/auth-token
+- name: INTERVENE_TRAINER_PROGRESS
+  value: "false"
+{{- if .Values.data.existingClaim }}
+- name: INTERVENE_DATA_DIR
+  value: {{ .Values.data.mountPath | quote }}
+{{- end }}
+{{- include "intervene.hfTokenEnv" . }}
+{{- with $t.env }}{{ include "intervene.extraEnv" . }}{{ end }}
+{{- end -}}
+
+{{/* The trainer container's mounts (both training APIs). */}}
+{{- define "intervene.trainerMounts" -}}
+- {name: checkpoints, mountPath: /checkpoints}
+- {name: tmp, mountPath: /tmp}
+- {name: cache, mountPath: /cache}
+- {name: shm, mountPath: /dev/shm}
+- {name: secrets, mountPath: {{ include "intervene.secretDir" . }}, readOnly: true}
+{{- if .Values.data.existingClaim }}
+- {name: data, mountPath: {{ .Values.data.mountPath }}, readOnly: true}
+{{- end }}
+{{- end -}}
+
+{{/* The trainer pod's spec but its containers (both training APIs; a TrainJob patches these onto its runtime). */}}
+{{- define "intervene.trainerPodSpec" -}}
+{{- $t := .Values.trainer -}}
+serviceAccountName: {{ include "intervene.serviceAccountName" . }}
+{{- with .Values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+securityContext:
+  {{- toYaml .Values.podSecurityContext | nindent 2 }}
+volumes:
+  - name: checkpoints
+    persistentVolumeClaim:
+      claimName: {{ include "intervene.trainerClaim" . }}
+  - name: tmp
+    emptyDir: {sizeLimit: 4Gi}
+  - name: cache
+    emptyDir: {sizeLimit: 100Gi}
+  # NCCL and DataLoader workers share memory through /dev/shm; the container default is 64 MiB.
+  - name: shm
+    emptyDir: {medium: Memory, sizeLimit: {{ $t.shmSize }}}
+  {{- include "intervene.secretVolume" . | nindent 2 }}
+  {{- if .Values.data.existingClaim }}
+  - name: data
+    persistentVolumeClaim:
+      claimName: {{ .Values.data.existingClaim }}
+      readOnly: true
+  {{- end }}
+{{- with $t.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $t.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $t.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end -}}
+
+{{/* Whether a component scales with a KEDA ScaledObject: keda.enabled, or its own <component>.keda.enabled. */}}
+{{- define "intervene.kedaFor" -}}
+{{- $values := index .root.Values .component -}}
+{{- if and $values.enabled (or .root.Values.keda.enabled $values.keda.enabled) -}}true{{- end -}}
+{{- end -}}
+
+{{/* Whether any component scales with KEDA (its TriggerAuthentication and Redis access are then needed). */}}
+{{- define "intervene.kedaUsed" -}}
+{{- range $component := splitList " " (include "intervene.services" .) -}}
+{{- include "intervene.kedaFor" (dict "root" $ "component" $component) -}}
 {{- end -}}
 {{- end -}}

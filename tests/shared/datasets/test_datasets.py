@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 
 from shared.datasets import DATASETS, SLOT, DatasetError, load_prompts, load_templates, wrap_with_templates
-from shared.datasets.catalog import resolve_data_dir
-
-HAVE_DATA = resolve_data_dir().joinpath("README.md").is_file()
+from tests.public_data import needs_public_data
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason="../shared/data is not here")
+@needs_public_data("advbench", "harmbench-val", "jbb", "xstest-safe")
 @pytest.mark.parametrize(
     ("name", "rows", "benign"),
     [("advbench", 520, False), ("harmbench-val", 80, False), ("jbb", 100, False), ("xstest-safe", 250, True)],
@@ -24,7 +22,7 @@ def test_named_sets_map_their_columns(name: str, rows: int, benign: bool) -> Non
     assert len({p.id for p in prompts}) >= rows - 10  # HarmBench repeats a few behaviours
 
 
-@pytest.mark.skipif(not HAVE_DATA, reason="../shared/data is not here")
+@needs_public_data("strongreject")
 def test_limit_samples_reproducibly_in_file_order() -> None:
     first = [p.id for p in load_prompts("strongreject", limit=10, seed=3)]
     again = [p.id for p in load_prompts("strongreject", limit=10, seed=3)]

@@ -1,27 +1,23 @@
-"""Answer extraction and equivalence on the real GSM8K and MATH-500 items of ../shared/data: every GSM8K reference in
-the spellings models use, MATH-500's worked solutions against their answers, hand-picked items with right and wrong
-predictions, and model-style outputs with reasoning before the answer."""
+"""Answer extraction and equivalence on the real GSM8K and MATH-500 items of the public data folder: every GSM8K
+reference in the spellings models use, MATH-500's worked solutions against their answers, hand-picked items with right
+and wrong predictions, and model-style outputs with reasoning before the answer."""
 
 from __future__ import annotations
 
 import json
 from fractions import Fraction
-from pathlib import Path
 
 import pytest
 
-from shared.datasets import resolve_data_dir
 from shared.evaluation.answers import answers_match, extract_answer, extract_gsm8k_reference, normalize_answer
+from tests.public_data import public_file
 
-DATA_DIR = Path(__file__).resolve().parents[3] / resolve_data_dir()
 # Measured: 500 of 500 solutions give back their item's answer. One regression in 500 is allowed before this fails.
 MATH500_AGREEMENT_FLOOR = 0.998
 
 
 def _rows(relative: str) -> list[dict]:
-    path = DATA_DIR / relative
-    if not path.is_file():
-        pytest.skip(f"{path} is missing: set INTERVENE_DATA_DIR to the shared data folder")
+    path = public_file(relative)
     return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 

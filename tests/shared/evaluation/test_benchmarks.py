@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from shared.datasets import DatasetError
-from shared.datasets.catalog import resolve_data_dir
 from shared.evaluation.aggregate import Kind
 from shared.evaluation.benchmarks import (
     BENCHMARKS,
@@ -17,9 +16,9 @@ from shared.evaluation.benchmarks import (
     load_benchmark,
     parse_benchmark,
 )
+from tests.public_data import needs_public_data
 
-HAVE_DATA = resolve_data_dir().joinpath("README.md").is_file()
-needs_data = pytest.mark.skipif(not HAVE_DATA, reason="../shared/data is not here")
+needs_data = needs_public_data("strongreject", "jbb", "harmbench-test", "xstest-safe", "gsm8k", "math500")
 
 
 def test_names_and_files_parse_to_kinds() -> None:

@@ -2,7 +2,7 @@
 classifier judge) writes the JSON, the Markdown table and the plots, in-process and through a generation service.
 
 Token budgets are tiny: the point is the machinery and the report, not the model's answers. Prompts come from the
-built-in demo sets and small files written here, so no test needs ../shared/data.
+built-in demo sets and small files written here, so no test needs the public data sets.
 """
 
 from __future__ import annotations

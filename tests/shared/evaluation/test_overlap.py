@@ -1,4 +1,4 @@
-"""Overlap between prompt sets: the exact counts ../shared/data/README.md lists, what the n-gram test adds, pairs
+"""Overlap between prompt sets: the exact counts the public data folder's README lists, what the n-gram test adds, pairs
 files as the training side, `intervene data overlap`, and the trainer refusing pairs whose prompt is in an
 evaluation set. Dataset text is never printed: assertions compare ids and counts."""
 
@@ -13,7 +13,6 @@ from click.testing import CliRunner
 
 from shared.cli.main import cli
 from shared.config.trainer import TrainerSettings
-from shared.datasets import resolve_data_dir
 from shared.evaluation.overlap import (
     EvalOverlapError,
     OverlapIndex,
@@ -27,15 +26,15 @@ from shared.evaluation.overlap import (
 from shared.protos.intervene.v1 import common_pb2
 from shared.training.data import record_from_proto
 from shared.training.loop import TrainingInputError, preflight
+from tests.public_data import PUBLIC_DATA as DATA_DIR
+from tests.public_data import public_file
 
-DATA_DIR = Path(__file__).resolve().parents[3] / resolve_data_dir()
 CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n<think>\n"
 
 
 @pytest.fixture(scope="module")
 def data_dir() -> Path:
-    if not (DATA_DIR / "strongreject").is_dir():
-        pytest.skip(f"{DATA_DIR} holds no data sets: set INTERVENE_DATA_DIR to the shared data folder")
+    public_file("strongreject/strongreject_dataset.csv")
     return DATA_DIR
 
 

@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shared.redis_process import RedisProcess
 from shared.rpc.client import connect, wait_for_serving
-from shared.rpc.health import NOT_SERVING, SERVING, redis_check
+from shared.rpc.health import LIVENESS, NOT_SERVING, SERVING, redis_check
 from tests.shared.rpc.rpc_probe import SERVICE
 
 Status = health_pb2.HealthCheckResponse
@@ -58,6 +58,29 @@ def test_follows_redis_and_drain(serve, own_redis: RedisProcess) -> None:
     # Draining is final: healthy dependencies do not bring SERVING back.
     assert running.health.check_dependencies() is True
     assert _status(stub, SERVICE) == Status.NOT_SERVING
+    channel.close()
+
+
+def test_liveness_stays_serving_while_redis_is_down_and_through_the_drain(serve, own_redis: RedisProcess) -> None:
+    """What the chart's probes ask: readiness ("") follows a real Redis, liveness ("liveness") does not, so a Redis
+    outage takes the replicas out of their Services without the kubelet restarting them."""
+    client = redis.Redis.from_url(own_redis.url, socket_timeout=0.5, socket_connect_timeout=0.5)
+    running = serve(spec_overrides={"dependencies": {"redis": redis_check(client)}})
+    channel = connect(running.address)
+    stub = health_pb2_grpc.HealthStub(channel)
+    wait_for_serving(channel, SERVICE, timeout=15)
+    assert _status(stub, LIVENESS) == Status.SERVING
+
+    own_redis.kill()
+    _eventually(lambda: _status(stub) == Status.NOT_SERVING, "readiness NOT_SERVING after redis was killed")
+    assert _status(stub, SERVICE) == Status.NOT_SERVING
+    assert _status(stub, LIVENESS) == Status.SERVING
+
+    own_redis.start()
+    wait_for_serving(channel, "", timeout=15)
+    running.health.drain()
+    assert _status(stub) == Status.NOT_SERVING
+    assert _status(stub, LIVENESS) == Status.SERVING, "a draining server is alive: in-flight calls may finish"
     channel.close()
 
 
