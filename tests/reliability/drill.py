@@ -261,34 +261,52 @@ def start_drill_stack(folder: Path, model: Path, overrides: dict[str, str] | Non
     return stack
 
 
-def kill_while_holding(stack: DrillStack, name: str, job_id: str) -> int:
-    """kill -9 the service as soon as it holds unacknowledged entries of the job's work (or once the job is done);
-    returns how many entries it held when it died.
+def kill_while_holding(stack: DrillStack, name: str, job_id: str, timeout_s: float = 120) -> int:
+    """kill -9 the service while it holds unacknowledged entries of the job's work; returns how many it held.
 
-    Polls the pending lists of the groups the service consumes in; after the kill, the entries still pending
-    under its consumer name are exactly the ones it died holding (they come back only through a reclaim).
+    Deterministic, whatever the timing: once work reaches its stage the service is frozen (SIGSTOP), and a frozen
+    service acks nothing, so entries seen pending under its consumer name while it is frozen are exactly the ones it
+    dies holding (they come back only through a reclaim). Frozen inside a blocking read, it is handed the next
+    entries by Redis itself. Frozen between reads, it stays frozen until more than one batch waits for it (or its
+    input has stopped growing for a second), and is thawed only until it holds some: while a backlog remains it
+    holds entries without a gap, since the read that acks one batch takes the next.
     """
     client = stack.redis()
     record = stack.state.services[name]
     consumer = f"{socket.gethostname()}-{record.pid}"
+    batch_size = int(stack.env["INTERVENE_QUEUE_BATCH_SIZE"])
+    deadline = time.monotonic() + timeout_s
 
     def holding() -> int:
         return sum(_pending(client, stream, group, consumer) for stream, group in CONSUMES[name])
 
-    polls = 0
-    while True:
-        if holding():
-            # Frozen, it can no longer ack what it holds: kill it only if it still holds something then.
-            os.kill(record.pid, signal.SIGSTOP)
-            if holding():
-                break
+    def waiting() -> int:
+        lags = {lag.stream: lag for lag in queue_lag(client, [stream for stream, _ in CONSUMES[name]])}
+        return sum(g.lag for stream, group in CONSUMES[name] for g in lags[stream].groups if g.group == group)
+
+    def tick(pause_s: float = 0.002) -> None:
+        if time.monotonic() > deadline:
             os.kill(record.pid, signal.SIGCONT)
-        polls += 1
-        if polls % 50 == 0 and (job := stack.job(job_id)) is not None and job.state != common_pb2.JOB_STATE_RUNNING:
-            break
-        time.sleep(0.002)
+            raise AssertionError(f"{name} held no entry of job {job_id} within {timeout_s:.0f}s")
+        time.sleep(pause_s)
+
+    while not (holding() or waiting()):
+        tick()
+    os.kill(record.pid, signal.SIGSTOP)
+    backlog, since = -1, time.monotonic()
+    while not (held := holding()):
+        if (now := waiting()) != backlog:
+            backlog, since = now, time.monotonic()
+        if backlog > batch_size or (backlog and time.monotonic() - since > 1.0):
+            os.kill(record.pid, signal.SIGCONT)
+            while not holding():
+                tick(0)  # thawed, it may take and finish a last small batch within a few milliseconds
+            os.kill(record.pid, signal.SIGSTOP)
+            backlog = -1
+        else:
+            tick()
     local.kill(record)
-    return holding()
+    return held
 
 
 def _pending(client: redis.Redis, stream: str, group: str, consumer: str) -> int:
