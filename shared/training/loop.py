@@ -229,7 +229,7 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
     refs = ReferenceCache(ref_dir, fingerprint, env.rank)
     metrics_path = settings.output_dir / "metrics.jsonl"
     metrics_log = MetricsLog(metrics_path if env.rank == 0 else None)
-    gauges = TrainerMetrics(settings.metrics_port) if env.rank == 0 and settings.metrics_port else None
+    gauges = TrainerMetrics.serve(settings.metrics_port) if env.rank == 0 and settings.metrics_port else None
     bar = None
     if env.rank == 0 and settings.progress:
         from tqdm import tqdm

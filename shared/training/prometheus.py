@@ -31,9 +31,9 @@ GAUGES = {
 
 
 class TrainerMetrics:
-    """The run's gauges and token counter, served on `port` from a registry of their own."""
+    """The run's gauges and token counter, in a registry of their own (`serve` puts it on a port)."""
 
-    def __init__(self, port: int, host: str = "0.0.0.0") -> None:
+    def __init__(self) -> None:
         self.registry = CollectorRegistry()
         self._gauges = {key: Gauge(name, text, registry=self.registry) for key, (name, text) in GAUGES.items()}
         self._tokens = Counter(
@@ -41,13 +41,20 @@ class TrainerMetrics:
             "Tokens trained on (chosen and rejected suffixes, all ranks).",
             registry=self.registry,
         )
+        self._server: Any = None
+
+    @classmethod
+    def serve(cls, port: int, host: str = "0.0.0.0") -> TrainerMetrics:
+        """New gauges served on `port` (/metrics) until `close`."""
+        metrics = cls()
         try:
-            self._server, _ = start_http_server(port, addr=host, registry=self.registry)
+            metrics._server, _ = start_http_server(port, addr=host, registry=metrics.registry)
         except OSError as error:
             raise RuntimeError(
                 f"cannot serve trainer metrics on port {port} (INTERVENE_TRAINER_METRICS_PORT): {error}"
             ) from error
         log.info("trainer metrics on port %d", port)
+        return metrics
 
     def record(self, record: dict[str, Any]) -> None:
         """Sets the gauges from one metrics.jsonl record (keys it lacks are left as they were)."""
@@ -59,5 +66,6 @@ class TrainerMetrics:
 
     def close(self) -> None:
         """Stops serving."""
-        self._server.shutdown()
-        self._server.server_close()
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()

@@ -18,7 +18,7 @@ def scrape(port: int) -> dict[str, float]:
 
 def test_logged_steps_become_gauges_and_a_token_counter() -> None:
     port = free_port()
-    metrics = TrainerMetrics(port, host="127.0.0.1")
+    metrics = TrainerMetrics.serve(port, host="127.0.0.1")
     try:
         for step, loss in ((1, 0.69), (2, 0.5)):
             metrics.record(
