@@ -146,3 +146,22 @@ def test_the_trainer_serves_metrics_and_its_pod_monitor_scrapes_the_master(rende
 def test_values_schema_refuses_wrong_observability_values(values: dict, field: str) -> None:
     result = helm("template", "demo", str(CHART), values=values, check=False)
     assert result.returncode != 0 and field in result.stderr
+
+
+def test_tracing_sets_the_otel_variables_of_every_service() -> None:
+    tracing = {"tracing": {"enabled": True, "endpoint": "http://otel-collector.monitoring:4318", "samplerArg": "0.25"}}
+    deployments = _by_kind(helm_template(tracing))["Deployment"]
+    assert len(deployments) == 4
+    for deployment in deployments:
+        component = deployment["metadata"]["labels"]["app.kubernetes.io/component"]
+        env = {e["name"]: e.get("value") for e in deployment["spec"]["template"]["spec"]["containers"][0]["env"]}
+        assert env["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.monitoring:4318"
+        assert env["OTEL_SERVICE_NAME"] == f"intervene-{component}"
+        assert env["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio" and env["OTEL_TRACES_SAMPLER_ARG"] == "0.25"
+    default_env = _by_kind(helm_template({}))["Deployment"][0]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert not [e for e in default_env if e["name"].startswith("OTEL_")]
+
+
+def test_tracing_without_an_endpoint_says_what_to_set() -> None:
+    result = helm("template", "demo", str(CHART), values={"tracing": {"enabled": True}}, check=False)
+    assert result.returncode != 0 and "tracing.endpoint" in result.stderr
