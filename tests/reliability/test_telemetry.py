@@ -151,6 +151,10 @@ def test_one_bulk_rollout_is_one_trace_from_submit_prompts_to_the_pair_store(tel
     assert {span.trace_id for span in job_spans} == {stored.trace_id}
     rollout = stored.attributes["intervene.rollout_id"]
     assert all(span.attributes.get("intervene.rollout_id") == rollout for span in chain[:-1])
+    # The service's log line about the job names the job and the trace (never the prompt).
+    log = Path(telemetry.stack.state.services["intervention"].log).read_text()
+    (line,) = [line for line in log.splitlines() if f"job_id={job_id}" in line]
+    assert f"trace_id={stored.trace_id}" in line and telemetry.prompt not in log
 
 
 def test_a_safe_rollout_is_one_trace_across_its_rpcs(telemetry: TelemetryStack) -> None:
