@@ -15,15 +15,14 @@ never text. `run_observed` also counts handled entries (`intervene_queue_entries
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from google.protobuf.message import Message
 
 from shared.observability import domain, tracing
-from shared.observability.logcontext import log_context
+from shared.observability.logcontext import message_context, message_ids
 from shared.queues.codec import Delivery
 
 # handling.Outcome (handling imports this module, so it cannot be imported from there).
@@ -34,24 +33,8 @@ def _field(message: Message, name: str) -> Any:
     return getattr(message, name) if name in message.DESCRIPTOR.fields_by_name else None
 
 
-def ids_of(message: Message) -> tuple[str, str]:
-    """(job id, rollout id) of a queue message: the original rollout of a continuation, the pair's rollout."""
-    fields = message.DESCRIPTOR.fields_by_name
-    job = _field(message, "job_id") or ""
-    rollout = _field(message, "rollout_id") or _field(message, "origin_rollout_id") or ""
-    if not rollout and "rollout" in fields and message.HasField("rollout"):
-        rollout = message.rollout.id
-    if "request" in fields and message.HasField("request"):
-        job = job or message.request.job_id
-        rollout = rollout or message.request.origin_rollout_id
-    if "pair" in fields and message.HasField("pair"):
-        job = job or message.pair.provenance.job_id
-        rollout = rollout or message.pair.provenance.rollout_id
-    return job, rollout
-
-
 def _attributes(stream: str, message: Message, operation: str) -> dict[str, Any]:
-    job, rollout = ids_of(message)
+    job, rollout = message_ids(message)
     return {
         "messaging.system": "redis",
         "messaging.destination.name": stream,
@@ -81,12 +64,26 @@ def carry(delivery: Delivery[Any], message: Message) -> Message:
     return message
 
 
-@contextlib.contextmanager
-def current(delivery: Delivery[Any]) -> Iterator[None]:
-    """The delivery's span is current and its job and rollout ids are on log lines inside the block."""
-    job, rollout = ids_of(delivery.message)
-    with log_context(job_id=job, rollout_id=rollout), tracing.use_span(delivery.trace):
-        yield
+class _Traced:
+    __slots__ = ("_ids", "_span")
+
+    def __init__(self, delivery: Delivery[Any]) -> None:
+        self._ids = message_context(delivery.message)
+        self._span = tracing.use_span(delivery.trace)
+
+    def __enter__(self) -> None:
+        self._ids.__enter__()
+        self._span.__enter__()
+
+    def __exit__(self, *exc: Any) -> None:
+        self._span.__exit__(*exc)
+        self._ids.__exit__(*exc)
+
+
+def current(delivery: Delivery[Any]) -> message_context | _Traced:
+    """A context manager: inside it the delivery's span is current and log lines carry its job and rollout ids.
+    Entered once per queue entry, so while tracing is off it is only `message_context`."""
+    return message_context(delivery.message) if delivery.trace is None else _Traced(delivery)
 
 
 def run_observed(
