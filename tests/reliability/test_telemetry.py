@@ -30,12 +30,15 @@ from shared.protos.intervene.v1 import (
 )
 from shared.redis_process import free_port
 from shared.stack import local
-from tests.fixtures.otlp import OtlpReceiver, ReceivedSpan
 from tests.reliability.drill import PROMPTS, SAMPLING, DrillStack, drill_env, planted_patterns
+
+pytest.importorskip("opentelemetry.sdk", reason="the tracing extra is not installed: pip install '.[tracing]'")
+from tests.fixtures.otlp import OtlpReceiver, ReceivedSpan
 
 pytestmark = pytest.mark.slow
 
 SERVICES = ("pairstore", "generation", "judge", "intervention")
+SERVER = 2  # opentelemetry.proto.trace.v1.Span.SpanKind.SPAN_KIND_SERVER
 
 
 @dataclass
@@ -114,19 +117,22 @@ def _chain(span: ReceivedSpan, by_id: dict[str, ReceivedSpan]) -> list[ReceivedS
 def test_one_bulk_rollout_is_one_trace_from_submit_prompts_to_the_pair_store(telemetry: TelemetryStack) -> None:
     job_id = telemetry.job.id
 
-    def stored_span() -> ReceivedSpan | None:
-        for span in telemetry.receiver.spans():
+    def stored_chain() -> tuple[ReceivedSpan | None, list[ReceivedSpan], list[ReceivedSpan]]:
+        """The pair store's span of the job's pair, its ancestors as received so far, and every span."""
+        spans = telemetry.receiver.spans()
+        by_id = {span.span_id: span for span in spans}
+        for span in spans:
             if span.name == "pair.created process" and span.attributes.get("intervene.job_id") == job_id:
-                return span
-        return None
+                return span, _chain(span, by_id), spans
+        return None, [], spans
 
+    # Each process exports on its own schedule: wait until the chain reaches a root.
     deadline = time.monotonic() + 30
-    while (stored := stored_span()) is None and time.monotonic() < deadline:
+    stored, chain, spans = stored_chain()
+    while (stored is None or chain[-1].parent_id) and time.monotonic() < deadline:
         time.sleep(0.2)
+        stored, chain, spans = stored_chain()
     assert stored is not None, "the pair store exported no span for the job's pair"
-    spans = telemetry.receiver.spans()
-    by_id = {span.span_id: span for span in spans}
-    chain = _chain(stored, by_id)
     assert {span.trace_id for span in chain} == {stored.trace_id}
     assert [(span.service, span.name) for span in reversed(chain)] == [
         ("intervene-intervention", "intervene.v1.InterventionService/SubmitPrompts"),
@@ -159,31 +165,30 @@ def test_one_bulk_rollout_is_one_trace_from_submit_prompts_to_the_pair_store(tel
 
 def test_a_safe_rollout_is_one_trace_across_its_rpcs(telemetry: TelemetryStack) -> None:
     name = "intervene.v1.InterventionService/SafeRollout"
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        spans = telemetry.receiver.spans()
-        roots = [span for span in spans if span.name == name]
-        if roots and any(
-            s.name == "intervene.v1.PairStoreService/PutPairs"
-            and s.service == "intervene-pairstore"
-            and s.trace_id == roots[-1].trace_id
-            for s in spans
-        ):
-            break
-        time.sleep(0.2)
-    root = roots[-1]
-    by_id = {span.span_id: span for span in spans}
-    servers = {
-        (span.service, span.name)
-        for span in spans
-        if span.trace_id == root.trace_id and span.kind == 2 and _chain(span, by_id)[-1] is root
-    }
-    assert {
+    expected = {
         ("intervene-intervention", name),
         ("intervene-generation", "intervene.v1.GenerationService/Generate"),
         ("intervene-judge", "intervene.v1.JudgeService/JudgeSteps"),
         ("intervene-pairstore", "intervene.v1.PairStoreService/PutPairs"),
-    } <= servers
+    }
+
+    def server_spans() -> set[tuple[str, str]]:
+        """(service, name) of the SERVER spans whose ancestry reaches the SafeRollout call's span."""
+        spans = telemetry.receiver.spans()
+        roots = [span for span in spans if span.name == name]
+        if not roots:
+            return set()
+        by_id = {span.span_id: span for span in spans}
+        return {
+            (span.service, span.name)
+            for span in spans
+            if span.trace_id == roots[-1].trace_id and span.kind == SERVER and _chain(span, by_id)[-1] is roots[-1]
+        }
+
+    deadline = time.monotonic() + 30
+    while not expected <= (found := server_spans()) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert expected <= found, found
 
 
 def _value(samples: list, name: str, **labels: str) -> float:
