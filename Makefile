@@ -8,7 +8,7 @@ STAMP := $(VENV)/.install-stamp
 TOOLS := .tools
 BUF := $(TOOLS)/node_modules/.bin/buf
 PYTEST_ARGS ?=
-EXTRAS := ml,test,judge,generation,intervention,deploy,eval
+EXTRAS := ml,test,judge,generation,intervention,deploy,eval,tracing
 
 .PHONY: install tools vllm protos lint test test-fast image-check bench demo clean
 

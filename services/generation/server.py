@@ -64,7 +64,7 @@ def build_spec(
                 consumer,
                 batch_handler=continuation_handler(backend, queue(CONTINUATION_GENERATED)),
             ),
-            LagReporter(client, [ROLLOUT_REQUESTED, CONTINUATION_REQUESTED], metrics.set_queue_lag),
+            LagReporter(client, [ROLLOUT_REQUESTED, CONTINUATION_REQUESTED], metrics),
         ]
         dependencies["redis"] = redis_check(client)
     return ServiceSpec(

@@ -9,7 +9,8 @@ from collections.abc import Iterator
 import grpc
 
 from shared.generation.backends.base import GenerationBackend
-from shared.protos.intervene.v1 import generation_pb2, generation_pb2_grpc
+from shared.observability import domain
+from shared.protos.intervene.v1 import common_pb2, generation_pb2, generation_pb2_grpc
 
 
 class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
@@ -22,6 +23,7 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         call = os.urandom(8).hex()
         for index, rollout in enumerate(response.rollouts):
             rollout.id = _rollout_id(call, index)
+            _count("rollout", rollout)
         return response
 
     def GenerateStream(
@@ -30,10 +32,13 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
         for message in self._backend.stream(request):
             if message.HasField("rollout"):
                 message.rollout.id = _rollout_id(os.urandom(8).hex(), 0)
+                _count("rollout", message.rollout)
             yield message
 
     def Continue(self, request: generation_pb2.ContinueRequest, context: grpc.ServicerContext):
         [response] = self._backend.continue_branches([request])
+        for continuation in response.continuations:
+            _count("continuation", continuation)
         return response
 
     def LoadAdapter(self, request: generation_pb2.LoadAdapterRequest, context: grpc.ServicerContext):
@@ -44,6 +49,10 @@ class GenerationServicer(generation_pb2_grpc.GenerationServiceServicer):
 
     def UnloadAdapter(self, request: generation_pb2.UnloadAdapterRequest, context: grpc.ServicerContext):
         return generation_pb2.UnloadAdapterResponse(adapter=self._backend.unload_adapter(request.name))
+
+
+def _count(kind: str, generated: common_pb2.Rollout | generation_pb2.Continuation) -> None:
+    domain.count_rollout(kind, "rpc", generated.finish_reason, generated.reasoning_tokens, generated.response_tokens)
 
 
 def _rollout_id(call: str, index: int) -> str:

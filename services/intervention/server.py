@@ -37,8 +37,10 @@ from shared.queues import (
     WorkQueue,
     consumer_name,
 )
+from shared.queues.reporter import LagReporter
 from shared.rpc.client import connect
 from shared.rpc.health import redis_check
+from shared.rpc.metrics import ServiceMetrics
 from shared.rpc.server import ServiceSpec, run_service
 
 log = logging.getLogger("intervene.intervention")
@@ -149,6 +151,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         before_submit,
     )
     background: list = []
+    metrics = ServiceMetrics()
     if settings.consume_queue:
         name = consumer_name()
         group, progress = settings.queue_group, settings.progress_group
@@ -160,6 +163,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
             # Ends the rollouts whose queue entries were dead-lettered.
             Periodic("dead-letter-sweep", pipeline.sweep_dead_letters, 2.0),
             Periodic("job-feeder", JobFeeder(jobs, requests, settings.rollout_window).feed, 0.2),
+            LagReporter(client, [ROLLOUT_JUDGED, CONTINUATION_JUDGED], metrics),
         ]
     return ServiceSpec(
         name="intervention",
@@ -167,6 +171,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         register=lambda server: intervention_pb2_grpc.add_InterventionServiceServicer_to_server(servicer, server),
         dependencies={"redis": redis_check(client)},
         background=background,
+        metrics=metrics,
     )
 
 

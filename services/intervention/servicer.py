@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import uuid
@@ -15,6 +16,7 @@ from shared.intervention.jobs import JobStore
 from shared.intervention.loop import Outcome
 from shared.intervention.submission import InvalidRequest, QueueFull, SubmitLimits, check_prompt, check_rounds, submit
 from shared.intervention.triggers import TriggerPool
+from shared.observability import domain
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, intervention_pb2_grpc, queue_pb2
 from shared.queues import PAIR_CREATED, WorkQueue
 from shared.rpc.errors import ServiceError
@@ -97,29 +99,33 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
         )
 
     def SafeRollout(self, request: intervention_pb2.SafeRolloutRequest, context: grpc.ServicerContext):
-        plan = self._plan(request.spec)
-        deadline = self._deadline(context)
-        try:
-            outcome = self.runner.run(plan, deadline, _call_id())
-        except DeadlineExceeded as error:
-            raise ServiceError.deadline_exceeded(str(error)) from None
-        except grpc.RpcError as error:
-            raise _peer_error(error) from None
-        return self._response(outcome, request.spec)
+        with _counted("SafeRollout") as counted:
+            plan = self._plan(request.spec)
+            deadline = self._deadline(context)
+            try:
+                outcome = self.runner.run(plan, deadline, _call_id())
+            except DeadlineExceeded as error:
+                raise ServiceError.deadline_exceeded(str(error)) from None
+            except grpc.RpcError as error:
+                raise _peer_error(error) from None
+            counted.append(outcome)
+            return self._response(outcome, request.spec)
 
     def SafeRolloutStream(
         self, request: intervention_pb2.SafeRolloutStreamRequest, context: grpc.ServicerContext
     ) -> Iterator[intervention_pb2.SafeRolloutStreamResponse]:
-        plan = self._plan(request.spec)
-        deadline = self._deadline(context)
-        sink: list[Outcome] = []
-        try:
-            yield from self.runner.stream(plan, deadline, _call_id(), sink)
-        except DeadlineExceeded as error:
-            raise ServiceError.deadline_exceeded(str(error)) from None
-        except grpc.RpcError as error:
-            raise _peer_error(error) from None
-        yield intervention_pb2.SafeRolloutStreamResponse(result=self._response(sink[0], request.spec))
+        with _counted("SafeRolloutStream") as counted:
+            plan = self._plan(request.spec)
+            deadline = self._deadline(context)
+            sink: list[Outcome] = []
+            try:
+                yield from self.runner.stream(plan, deadline, _call_id(), sink)
+            except DeadlineExceeded as error:
+                raise ServiceError.deadline_exceeded(str(error)) from None
+            except grpc.RpcError as error:
+                raise _peer_error(error) from None
+            counted.append(sink[0])
+            yield intervention_pb2.SafeRolloutStreamResponse(result=self._response(sink[0], request.spec))
 
     # Bulk jobs.
 
@@ -131,7 +137,7 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
             raise ServiceError.invalid_argument(error.field, error.message) from None
         except QueueFull as error:
             raise ServiceError.resource_exhausted(str(error)) from None
-        log.info("job %s: %d prompts queued", job_id, prompts)
+        log.info("job %s: %d prompts queued", job_id, prompts, extra={"job_id": job_id})
         return intervention_pb2.SubmitPromptsResponse(job_id=job_id, prompts=prompts)
 
     def _job(self, job_id: str) -> common_pb2.Job:
@@ -168,6 +174,41 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
             if job.state != common_pb2.JOB_STATE_RUNNING:
                 return
             gone.wait(self.settings.watch_interval_seconds)
+
+
+@contextlib.contextmanager
+def _counted(method: str) -> Iterator[list[Outcome]]:
+    """Counts the call's outcome in `intervene_safe_rollouts_total`: the body appends the Outcome it got; an error
+    counts by its status (anything but a bad request or the client's deadline means nothing was returned: the
+    call failed closed)."""
+    got: list[Outcome] = []
+    try:
+        yield got
+    except ServiceError as error:
+        domain.SAFE_ROLLOUTS.labels(method=method, outcome=_error_outcome(error.code)).inc()
+        raise
+    except Exception:
+        domain.SAFE_ROLLOUTS.labels(method=method, outcome="failed_closed").inc()
+        raise
+    if got:
+        outcome = got[0]
+        name = "withheld" if outcome.withheld else "corrected" if outcome.interventions else "clean"
+        domain.SAFE_ROLLOUTS.labels(method=method, outcome=name).inc()
+        rounds: dict[int, bool] = {}
+        for record in outcome.interventions:
+            rounds[record.round] = rounds.get(record.round, False) or record.success
+        for round_, safe in sorted(rounds.items()):
+            domain.INTERVENTIONS.labels(
+                path="interactive", round=str(round_), outcome="safe" if safe else "unsafe"
+            ).inc()
+
+
+def _error_outcome(code: grpc.StatusCode) -> str:
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return "deadline_exceeded"
+    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
+        return "invalid_argument"
+    return "failed_closed"
 
 
 def _call_id() -> str:

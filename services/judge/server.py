@@ -72,7 +72,7 @@ def build_spec(
             handler = make_handler(judge, output, settings.max_trace_chars, lock)
             queue = WorkQueue(queue_client, source, settings=queue_settings)
             background.append(Worker(queue, GROUP, consumer_name(), batch_handler=handler))
-        background.append(LagReporter(client, [ROLLOUT_GENERATED, CONTINUATION_GENERATED], metrics.set_queue_lag))
+        background.append(LagReporter(client, [ROLLOUT_GENERATED, CONTINUATION_GENERATED], metrics))
         dependencies["redis"] = redis_check(client)
     return ServiceSpec(
         name="judge",

@@ -8,6 +8,7 @@ import grpc
 
 from shared.config.judge import JudgeSettings
 from shared.judging.base import Judge, JudgeError, JudgeTimeout, TraceInput
+from shared.observability import domain
 from shared.protos.intervene.v1 import judge_pb2, judge_pb2_grpc
 from shared.rpc.errors import ServiceError
 
@@ -35,13 +36,16 @@ def run_judge(judge: Judge, lock: threading.Lock | None, traces: list[TraceInput
     """Judge traces; back-end failures become UNAVAILABLE / DEADLINE_EXCEEDED for the client."""
     try:
         if lock is None:
-            return judge.judge_batch(traces)
-        with lock:
-            return judge.judge_batch(traces)
+            judgements = judge.judge_batch(traces)
+        else:
+            with lock:
+                judgements = judge.judge_batch(traces)
     except JudgeTimeout as error:
         raise ServiceError.deadline_exceeded(f"judge back end {judge.name} timed out: {error}") from None
     except JudgeError as error:
         raise ServiceError.unavailable(f"judge back end {judge.name} failed: {error}; retry later") from None
+    domain.count_judgements(judge.name, judgements)
+    return judgements
 
 
 class JudgeServicer:

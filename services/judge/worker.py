@@ -16,8 +16,10 @@ import threading
 from collections.abc import Mapping, Sequence
 
 from shared.judging.base import Judge, TraceInput
+from shared.observability import domain
 from shared.protos.intervene.v1 import common_pb2, queue_pb2
 from shared.queues import BatchHandler, Delivery, WorkQueue
+from shared.queues.tracing import carry
 
 GROUP = "judge"
 
@@ -49,25 +51,26 @@ def judge_rollouts(
     def handle(deliveries: Sequence[Delivery[queue_pb2.RolloutGenerated]]) -> Mapping[str, str]:
         failures: dict[str, str] = {}
         passed: list[queue_pb2.RolloutJudged] = []
-        to_judge: list[queue_pb2.RolloutGenerated] = []
+        to_judge: list[Delivery[queue_pb2.RolloutGenerated]] = []
         for delivery in deliveries:
             message = delivery.message
             if message.error or message.rollout.finish_reason == "error":
-                passed.append(queue_pb2.RolloutJudged(job_id=message.job_id, rollout=message.rollout))
+                passed.append(carry(delivery, queue_pb2.RolloutJudged(job_id=message.job_id, rollout=message.rollout)))
             elif problem := _too_long(message.rollout, max_chars):
                 failures[delivery.entry_id] = problem
             else:
-                to_judge.append(message)
-        judgements = _judge(judge, lock, [_input(m.rollout) for m in to_judge])
-        judged = [
-            queue_pb2.RolloutJudged(job_id=m.job_id, rollout=m.rollout, judgement=j.to_proto())
-            for m, j in zip(to_judge, judgements, strict=True)
-        ]
+                to_judge.append(delivery)
+        judgements = _judge(judge, lock, [_input(d.message.rollout) for d in to_judge])
+        judged = [carry(d, _judged(d.message, j.to_proto())) for d, j in zip(to_judge, judgements, strict=True)]
         if passed or judged:
             output.produce_many([*passed, *judged])
         return failures
 
     return handle
+
+
+def _judged(message: queue_pb2.RolloutGenerated, judgement: common_pb2.Judgement) -> queue_pb2.RolloutJudged:
+    return queue_pb2.RolloutJudged(job_id=message.job_id, rollout=message.rollout, judgement=judgement)
 
 
 def judge_continuations(
@@ -78,32 +81,31 @@ def judge_continuations(
     def handle(deliveries: Sequence[Delivery[queue_pb2.ContinuationGenerated]]) -> Mapping[str, str]:
         failures: dict[str, str] = {}
         results: list[queue_pb2.ContinuationJudged] = []
-        pending: list[tuple[queue_pb2.ContinuationGenerated, list[TraceInput]]] = []
+        pending: list[tuple[Delivery[queue_pb2.ContinuationGenerated], list[TraceInput]]] = []
         for delivery in deliveries:
             message = delivery.message
             job_id = message.job_id or message.request.job_id
             if message.error:
-                results.append(
-                    queue_pb2.ContinuationJudged(
-                        job_id=job_id, request=message.request, continuations=message.continuations
-                    )
+                passed = queue_pb2.ContinuationJudged(
+                    job_id=job_id, request=message.request, continuations=message.continuations
                 )
+                results.append(carry(delivery, passed))
                 continue
             problems = [p for c in message.continuations if (p := _too_long(c, max_chars))]
             if problems:
                 failures[delivery.entry_id] = problems[0]
                 continue
-            pending.append((message, [_input(c) for c in message.continuations]))
+            pending.append((delivery, [_input(c) for c in message.continuations]))
         judgements = iter(_judge(judge, lock, [trace for _, traces in pending for trace in traces]))
-        for message, traces in pending:
-            results.append(
-                queue_pb2.ContinuationJudged(
-                    job_id=message.job_id or message.request.job_id,
-                    request=message.request,
-                    continuations=message.continuations,
-                    judgements=[next(judgements).to_proto() for _ in traces],
-                )
+        for delivery, traces in pending:
+            message = delivery.message
+            judged = queue_pb2.ContinuationJudged(
+                job_id=message.job_id or message.request.job_id,
+                request=message.request,
+                continuations=message.continuations,
+                judgements=[next(judgements).to_proto() for _ in traces],
             )
+            results.append(carry(delivery, judged))
         if results:
             output.produce_many(results)
         return failures
@@ -115,6 +117,9 @@ def _judge(judge: Judge, lock: threading.Lock | None, traces: list[TraceInput]):
     if not traces:
         return []
     if lock is None:
-        return judge.judge_batch(traces)
-    with lock:
-        return judge.judge_batch(traces)
+        judgements = judge.judge_batch(traces)
+    else:
+        with lock:
+            judgements = judge.judge_batch(traces)
+    domain.count_judgements(judge.name, judgements)
+    return judgements

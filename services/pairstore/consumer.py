@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 from shared.config.pairstore import PairStoreSettings
+from shared.observability import domain
 from shared.pairs.store import PairRepository
 from shared.pairs.validation import InvalidPair, validate_pair
 from shared.protos.intervene.v1 import queue_pb2
@@ -15,7 +16,7 @@ GROUP = "pairstore"
 
 def store_batch(repository: PairRepository, settings: PairStoreSettings) -> BatchHandler:
     """A batch handler: one atomic write for the valid pairs of a batch; invalid entries fail (and, after
-    `max_deliveries`, land in the dead-letter stream with the reason)."""
+    `max_deliveries`, land in the dead-letter stream with the reason), counted as refused on their first delivery."""
 
     def handle(deliveries: Sequence[Delivery[queue_pb2.PairCreated]]) -> Mapping[str, str]:
         failures: dict[str, str] = {}
@@ -25,6 +26,8 @@ def store_batch(repository: PairRepository, settings: PairStoreSettings) -> Batc
                 validate_pair(delivery.message.pair, "pair", settings.max_field_chars)
             except InvalidPair as error:
                 failures[delivery.entry_id] = str(error)
+                if delivery.deliveries == 1:
+                    domain.PAIRS_REFUSED.labels(path="queue").inc()
             else:
                 valid.append(delivery.message.pair)
         if valid:

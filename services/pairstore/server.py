@@ -35,7 +35,7 @@ def build_spec(settings: PairStoreSettings, queue_settings: QueueSettings | None
         queue_client = redis.Redis.from_url(url, socket_timeout=queue_settings.block_ms / 1000 + 5)
         queue = WorkQueue(queue_client, PAIR_CREATED, settings=queue_settings)
         background.append(Worker(queue, GROUP, consumer_name(), batch_handler=store_batch(repository, settings)))
-        background.append(LagReporter(client, [PAIR_CREATED], metrics.set_queue_lag))
+        background.append(LagReporter(client, [PAIR_CREATED], metrics))
     return ServiceSpec(
         name="pairstore",
         service_names=[SERVICE_NAME],

@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import grpc
 
 from shared.config.pairstore import PairStoreSettings
+from shared.observability import domain
 from shared.pairs.store import PairRepository
 from shared.pairs.validation import InvalidPair, validate_pair
 from shared.protos.intervene.v1 import common_pb2, pairstore_pb2, pairstore_pb2_grpc
@@ -31,6 +32,7 @@ class PairStoreServicer(pairstore_pb2_grpc.PairStoreServiceServicer):
             try:
                 validate_pair(pair, f"pairs[{index}]", self._settings.max_field_chars)
             except InvalidPair as error:
+                domain.PAIRS_REFUSED.labels(path="rpc").inc(len(request.pairs))
                 raise ServiceError.invalid_argument(error.field, error.reason) from None
         result = self._repository.put(request.pairs)
         return pairstore_pb2.PutPairsResponse(ids=result.ids, created=result.created, existing=result.existing)

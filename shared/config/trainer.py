@@ -117,6 +117,12 @@ class TrainerSettings(BaseSettings):
     checkpoint_every: int = Field(50, ge=1, description="Write a resumable checkpoint every N optimizer steps.")
     keep_checkpoints: int = Field(2, ge=1, description="Checkpoints kept (older ones are deleted).")
     log_every: int = Field(1, ge=1, description="Write a metrics line every N optimizer steps.")
+    metrics_port: int = Field(
+        0,
+        ge=0,
+        le=65535,
+        description="Port of rank 0's Prometheus /metrics endpoint (loss, rewards, tokens/s) while training; 0: off.",
+    )
     progress: bool = Field(True, description="Show a tqdm progress bar on rank 0.")
     plot: bool = Field(True, description="Write curves.png (loss, rewards, margins, accuracy) at the end.")
     exit_after_steps: int | None = Field(

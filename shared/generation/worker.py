@@ -23,8 +23,10 @@ from typing import Any
 from shared.generation.backends.base import GenerationBackend
 from shared.generation.format import derive_seed
 from shared.intervention.decisions import branch_rollout
+from shared.observability import domain
 from shared.protos.intervene.v1 import common_pb2, generation_pb2, queue_pb2
 from shared.queues import Delivery, WorkQueue
+from shared.queues.tracing import carry
 from shared.rpc.errors import ServiceError
 
 log = logging.getLogger(__name__)
@@ -61,9 +63,11 @@ def _rollout_result(
         rollout = common_pb2.Rollout(
             id=message.rollout_id, prompt=message.prompt, adapter=message.adapter, finish_reason="error"
         )
+        domain.count_rollout("rollout", "queue", "error", 0, 0)
         return queue_pb2.RolloutGenerated(job_id=message.job_id, rollout=rollout, error=response.message)
     rollout = response.rollouts[0]
     rollout.id = message.rollout_id
+    domain.count_rollout("rollout", "queue", rollout.finish_reason, rollout.reasoning_tokens, rollout.response_tokens)
     return queue_pb2.RolloutGenerated(job_id=message.job_id, rollout=rollout)
 
 
@@ -73,6 +77,7 @@ def _continuation_result(
     model: str,
 ) -> queue_pb2.ContinuationGenerated:
     if isinstance(response, ServiceError):
+        domain.count_rollout("continuation", "queue", "error", 0, 0)
         return queue_pb2.ContinuationGenerated(job_id=message.job_id, request=message, error=response.message)
     rollouts = [
         branch_rollout(
@@ -87,6 +92,10 @@ def _continuation_result(
         )
         for branch, continuation in zip(message.branches, response.continuations, strict=True)
     ]
+    for rollout in rollouts:
+        domain.count_rollout(
+            "continuation", "queue", rollout.finish_reason, rollout.reasoning_tokens, rollout.response_tokens
+        )
     return queue_pb2.ContinuationGenerated(job_id=message.job_id, request=message, continuations=rollouts)
 
 
@@ -149,7 +158,7 @@ def _produce(
         if isinstance(result, Exception) and not isinstance(result, ServiceError):
             failures[delivery.entry_id] = result
         else:
-            messages.append(to_message(delivery.message, result))
+            messages.append(carry(delivery, to_message(delivery.message, result)))
     # Raising here (Redis down, back-pressure) fails the whole batch: nothing is acked, all is redelivered.
     output.produce_many(messages)
     return failures

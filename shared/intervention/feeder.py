@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from shared.intervention.ids import rollout_id
 from shared.intervention.jobs import JobSpec, JobStore
+from shared.observability import tracing
 from shared.protos.intervene.v1 import common_pb2, queue_pb2
 from shared.queues import (
     CONTINUATION_GENERATED,
@@ -114,6 +115,8 @@ class JobFeeder:
             return []
         prompts = [common_pb2.Prompt.FromString(body) for body in stored]
         sampling = spec.sampling_params()
+        # Each rollout continues the trace of the SubmitPrompts call, however much later it is queued.
+        trace_context = self.jobs.trace_context(job_id) if tracing.enabled() else {}
         requests = []
         for index in range(first, first + count):
             prompt, sample = prompts[index // k - prompt_first], index % k
@@ -125,6 +128,7 @@ class JobFeeder:
                     sampling=sampling,
                     sample_index=sample,
                     adapter=spec.adapter,
+                    trace_context=trace_context,
                 )
             )
         return requests

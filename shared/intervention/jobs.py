@@ -6,7 +6,8 @@ also bumps its reason's count), so a rollout is terminal exactly once whatever p
 
 Keys, all under `<prefix>:<job id>:` and all expiring `ttl` seconds after their last write:
 
-    meta             hash: name, created_at, spec (JobSpec as JSON), finished_at, fed (rollouts queued so far)
+    meta             hash: name, created_at, spec (JobSpec as JSON), finished_at, fed (rollouts queued so far),
+                     trace_context (JSON: the W3C trace context of the SubmitPrompts call, while tracing is on)
     prompts          list of the job's Prompt messages (serialized), until every rollout is queued
     generated judged unsafe            sets of rollout ids per stage
     cont_generated cont_judged         sets of continuation ids
@@ -113,13 +114,24 @@ class JobStore:
 
     # Submission.
 
-    def create(self, job_id: str, spec: JobSpec, prompts: list[bytes], prompt_of: dict[str, str]) -> None:
+    def create(
+        self,
+        job_id: str,
+        spec: JobSpec,
+        prompts: list[bytes],
+        prompt_of: dict[str, str],
+        trace_context: dict[str, str] | None = None,
+    ) -> None:
         """Records a job and its prompts in one step, before any of its entries is queued (so a worker never sees
-        an entry of an unknown job), and makes it active."""
+        an entry of an unknown job), and makes it active. `trace_context` is the submission's trace, which every
+        rollout the feeder queues continues."""
         created = time.time()
         pipe = self.client.pipeline(transaction=True)
         meta = self.key(job_id, "meta")
-        pipe.hset(meta, mapping={"spec": json.dumps(asdict(spec)), "created_at": f"{created:.6f}", "fed": "0"})
+        fields = {"spec": json.dumps(asdict(spec)), "created_at": f"{created:.6f}", "fed": "0"}
+        if trace_context:
+            fields["trace_context"] = json.dumps(trace_context)
+        pipe.hset(meta, mapping=fields)
         for start in range(0, len(prompts), 10_000):
             pipe.rpush(self.key(job_id, "prompts"), *prompts[start : start + 10_000])
         if prompt_of:
@@ -151,6 +163,11 @@ class JobStore:
     def prompts(self, job_id: str, first: int, last: int) -> list[bytes]:
         """The job's stored prompts `first`..`last` (inclusive)."""
         return self.client.lrange(self.key(job_id, "prompts"), first, last)
+
+    def trace_context(self, job_id: str) -> dict[str, str]:
+        """The W3C trace context the job was submitted in ({} when tracing was off)."""
+        raw = self.client.hget(self.key(job_id, "meta"), "trace_context")
+        return json.loads(raw) if raw else {}
 
     def fed_all(self, job_id: str) -> None:
         """Every rollout is queued: the stored prompts are no longer needed."""

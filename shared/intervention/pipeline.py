@@ -35,6 +35,7 @@ from shared.intervention.decisions import (
 from shared.intervention.ids import continuation_id, rollout_id
 from shared.intervention.jobs import JobSpec, JobStore
 from shared.intervention.triggers import Trigger
+from shared.observability import domain
 from shared.protos.intervene.v1 import common_pb2, queue_pb2
 from shared.queues import (
     CONTINUATION_GENERATED,
@@ -200,6 +201,8 @@ class Pipeline:
             )
             if pair is not None:
                 pairs.append(pair)
+        # Counted per handling: a redelivered entry (at-least-once) counts again.
+        domain.INTERVENTIONS.labels(path="bulk", round=str(request.round), outcome="safe" if pairs else "unsafe").inc()
         if pairs:
             self._emit_pairs(job_id, pairs)
             self.jobs.add(job_id, f"round:{request.round}:ok", origin)

@@ -20,6 +20,7 @@ from shared.datasets.catalog import text_id
 from shared.intervention.feeder import JobFeeder
 from shared.intervention.ids import rollout_id
 from shared.intervention.jobs import JobSpec, JobStore
+from shared.observability import tracing
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, queue_pb2
 from shared.queues import WorkQueue
 
@@ -155,6 +156,6 @@ def submit(
     prompt_of = (
         {rollout_id(job_id, p.id, index): p.id for p in prompts for index in range(samples)} if request.benign else {}
     )
-    jobs.create(job_id, spec, [prompt.SerializeToString() for prompt in prompts], prompt_of)
+    jobs.create(job_id, spec, [prompt.SerializeToString() for prompt in prompts], prompt_of, tracing.carrier())
     feeder.feed()
     return job_id, len(prompts)

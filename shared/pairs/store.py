@@ -20,12 +20,13 @@ from dataclasses import dataclass, field
 import redis
 from google.protobuf import timestamp_pb2
 
+from shared.observability import domain
 from shared.pairs.ids import pair_id, shard_of
 from shared.protos.intervene.v1 import common_pb2, pairstore_pb2
 
 _PUT_SCRIPT = """
 local prefix = ARGV[1]
-local created = 0
+local created = {}
 for i = 0, (#KEYS - 1) do
   local id = KEYS[i + 1]
   local base = 2 + i * 5
@@ -38,7 +39,9 @@ for i = 0, (#KEYS - 1) do
       redis.call('ZADD', prefix .. ':idx:' .. fields[f] .. ':' .. value, seq, id)
       if f < 4 then redis.call('HINCRBY', prefix .. ':count:' .. fields[f], value, 1) end
     end
-    created = created + 1
+    created[i + 1] = 1
+  else
+    created[i + 1] = 0
   end
 end
 return created
@@ -88,6 +91,7 @@ class PairRepository:
         args: list[bytes | str] = [self._prefix]
         keys: list[str] = []
         seen: set[str] = set()
+        kinds: list[str] = []
         for original in pairs:
             pair = common_pb2.Pair()
             pair.CopyFrom(original)
@@ -99,6 +103,7 @@ class PairRepository:
                 continue
             seen.add(pair.id)
             keys.append(pair.id)
+            kinds.append(kind_name(pair.kind))
             args += [
                 pair.SerializeToString(),
                 pair.prompt.dataset,
@@ -106,7 +111,10 @@ class PairRepository:
                 kind_name(pair.kind),
                 pair.provenance.job_id,
             ]
-        created = int(self._put(keys=keys, args=args)) if keys else 0
+        flags = [int(flag) for flag in self._put(keys=keys, args=args)] if keys else []
+        for kind, flag in zip(kinds, flags, strict=True):
+            domain.PAIRS_STORED.labels(kind=kind, result="created" if flag else "existing").inc()
+        created = sum(flags)
         return PutResult(ids=ids, created=created, existing=len(ids) - created)
 
     def get(self, identifier: str) -> common_pb2.Pair | None:

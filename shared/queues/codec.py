@@ -8,8 +8,8 @@ the wrong type instead of misreading it as its own.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Generic, TypeVar
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
 
 from google.protobuf.message import DecodeError, Message
 
@@ -24,6 +24,8 @@ class Delivery(Generic[M]):
     message: M
     # 1 on the first delivery; more when an earlier consumer failed, died or timed out on it.
     deliveries: int
+    # The CONSUMER span of this delivery while tracing is on (`shared.queues.tracing`), else None.
+    trace: Any = field(default=None, compare=False, repr=False)
 
 
 class UndecodableEntry(ValueError):

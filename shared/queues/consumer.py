@@ -38,6 +38,7 @@ import redis
 from shared.queues.codec import Delivery
 from shared.queues.handling import BatchHandler, Handler, Outcome, run_batch_handler, run_handler
 from shared.queues.stream import WorkQueue
+from shared.queues.tracing import run_observed
 
 log = logging.getLogger(__name__)
 
@@ -160,13 +161,16 @@ class Worker:
     ) -> tuple[list[str], list[tuple[Delivery[Any], str]]]:
         """Runs the handler over the batch, and again over its blocked entries until none is blocked (or the
         worker stops: entries still blocked then stay pending, for a reclaim); returns (to ack, failed)."""
-        to_ack, failed, blocked = self._run_handler(batch)
+        to_ack, failed, blocked = self._run(batch)
         wait = FIRST_BACKOFF_S
         while blocked and not stop_event.wait(wait):
             wait = min(wait * 2, MAX_BACKOFF_S)
-            more_ack, more_failed, blocked = self._run_handler(blocked)
+            more_ack, more_failed, blocked = self._run(blocked)
             to_ack, failed = to_ack + more_ack, failed + more_failed
         return to_ack, failed
+
+    def _run(self, batch: Sequence[Delivery[Any]]) -> Outcome:
+        return run_observed(self.queue.stream, self.group, batch, self._run_handler)
 
     def _flush(self, to_ack: list[str]) -> None:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 
 from shared.queues.codec import Delivery
 from shared.queues.errors import BackPressureError
+from shared.queues.tracing import current
 
 log = logging.getLogger(__name__)
 
@@ -55,12 +56,14 @@ def error_text(error: BaseException | str) -> str:
 
 
 def run_handler(deliveries: Sequence[Delivery[Any]], handler: Handler) -> Outcome:
-    """Calls `handler` on each delivery until one is blocked by back-pressure; returns the Outcome."""
+    """Calls `handler` on each delivery until one is blocked by back-pressure; returns the Outcome. Each call runs
+    with its delivery's span current and its job and rollout ids on log lines (`tracing.current`)."""
     succeeded: list[str] = []
     failed: list[tuple[Delivery[Any], str]] = []
     for index, delivery in enumerate(deliveries):
         try:
-            handler(delivery)
+            with current(delivery):
+                handler(delivery)
         except BackPressureError as error:
             log.warning("handler blocked on entry %s: %s", delivery.entry_id, error)
             return succeeded, failed, list(deliveries[index:])

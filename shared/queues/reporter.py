@@ -1,10 +1,15 @@
-"""Publishes the lag of a service's streams as the `intervene_queue_lag` gauge, the autoscaling signal."""
+"""Publishes the position of a service's streams as queue gauges: lag, pending, length and dead letters.
+
+Lag plus pending is the autoscaling signal of a stage; a growing lag or any dead letter is what the chart's
+alerts (charts/intervene/templates/prometheusrule.yaml) watch.
+"""
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from typing import Protocol
 
 import redis
 
@@ -13,27 +18,34 @@ from shared.queues.lag import stream_lag
 log = logging.getLogger(__name__)
 
 
+class QueueGauges(Protocol):
+    """Where the numbers go (`shared.rpc.metrics.ServiceMetrics`)."""
+
+    def set_queue_lag(self, stream: str, group: str, lag: float, pending: float = 0) -> None: ...
+
+    def set_stream(self, stream: str, length: float, dead_letters: float) -> None: ...
+
+
 class LagReporter:
-    """A background task: every `interval_s`, sets `publish(stream, group, lag + pending)` for each group."""
+    """A background task: every `interval_s`, publishes each stream's length and dead letters and each of its
+    consumer groups' lag and pending entries."""
 
     def __init__(
-        self,
-        client: redis.Redis,
-        streams: Sequence[str],
-        publish: Callable[[str, str, float], None],
-        interval_s: float = 5.0,
+        self, client: redis.Redis, streams: Sequence[str], gauges: QueueGauges, interval_s: float = 5.0
     ) -> None:
         self._client = client
         self._streams = list(streams)
-        self._publish = publish
+        self._gauges = gauges
         self._interval_s = interval_s
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def report_once(self) -> None:
         for stream in self._streams:
-            for group in stream_lag(self._client, stream).groups:
-                self._publish(stream, group.group, group.backlog)
+            report = stream_lag(self._client, stream)
+            self._gauges.set_stream(stream, report.length, report.dead_letters)
+            for group in report.groups:
+                self._gauges.set_queue_lag(stream, group.group, group.lag, group.pending)
 
     def _run(self) -> None:
         while not self._stop.is_set():

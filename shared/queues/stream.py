@@ -33,12 +33,14 @@ from typing import Any, Generic, Literal
 import redis
 
 from shared.config.base import QueueSettings
+from shared.observability import domain
 from shared.queues import scripts
 from shared.queues.codec import Delivery, M, UndecodableEntry, decode, type_name
 from shared.queues.deadletter import move_to_dead_letters, requeue_dead
 from shared.queues.errors import BackPressureError
 from shared.queues.handling import BatchHandler, ConsumeResult, Handler, Outcome, run_batch_handler, run_handler
 from shared.queues.names import dead_letter_stream, errors_key, message_type_for
+from shared.queues.tracing import run_observed, stamp
 
 log = logging.getLogger(__name__)
 
@@ -129,6 +131,7 @@ class WorkQueue(Generic[M]):
             raise TypeError(
                 f"stream {self.stream!r} carries {self.message_type.DESCRIPTOR.full_name}, not {type(message).__name__}"
             )
+        stamp(self.stream, message)
         return message.SerializeToString()
 
     # Consuming, one round.
@@ -157,7 +160,7 @@ class WorkQueue(Generic[M]):
         dead_before = self.dead_lettered
         reclaimed = self.reclaim(group, consumer)
         batch = reclaimed or self.read(group, consumer, block_ms=block_ms)
-        succeeded, failed, blocked = run(batch)
+        succeeded, failed, blocked = run_observed(self.stream, group, batch, run)
         self.ack(group, succeeded)
         self.fail(group, failed)
         return ConsumeResult(
@@ -304,6 +307,7 @@ class WorkQueue(Generic[M]):
             return 0
         moved = move_to_dead_letters(self.client, self.stream, group, entries)
         self.dead_lettered += moved
+        domain.DEAD_LETTERED.labels(stream=self.stream).inc(moved)
         log.warning("moved %d entries of %s to %s", moved, self.stream, self.dead_stream)
         return moved
 

@@ -26,6 +26,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shared.rpc.tls import channel_credentials
+from shared.rpc.tracing import ClientTracingInterceptor
 
 DEFAULT_MAX_MESSAGE_BYTES = 16 * 1024 * 1024
 # A ping after 30 s without traffic on a connection with calls in flight; no answer in 10 s closes it. Servers
@@ -122,7 +123,8 @@ def connect(
     tls_server_name: str | None = None,
 ) -> grpc.Channel:
     """A channel to `address` ("host:port", or "dns:///host:port" to balance over every address the name has)
-    that sends `token` as a bearer token on every call.
+    that sends `token` as a bearer token on every call, and a client span with its trace context while tracing is
+    on (`shared.rpc.tracing`).
 
     TLS is used when `tls` is True, or when `tls` is None and any certificate file is given;
     `root_cert_file` None then trusts the system roots. `client_cert_file` + `client_key_file` present a
@@ -139,9 +141,10 @@ def connect(
         channel = grpc.secure_channel(address, credentials, options=options)
     else:
         channel = grpc.insecure_channel(address, options=options)
+    interceptors: list[Any] = [ClientTracingInterceptor()]
     if token:
-        channel = grpc.intercept_channel(channel, BearerTokenInterceptor(token))
-    return channel
+        interceptors.append(BearerTokenInterceptor(token))
+    return grpc.intercept_channel(channel, *interceptors)
 
 
 def wait_for_serving(channel: grpc.Channel, service_name: str = "", timeout: float = 30.0) -> None:

@@ -3,6 +3,10 @@
 Prompts, reasoning and pairs hold harmful text. Code that wants to mention such text in a log passes it
 through `redact(text, settings)`, which returns it only when `settings.log_text` is on (debugging) and
 otherwise just its length.
+
+Each line also carries the ids that apply where it was written — `job_id`, `rollout_id` (from
+`shared.observability.logcontext.log_context`, or a record's `extra=`) and, while tracing is on, `trace_id` and
+`span_id` — as JSON fields, or as `key=value` at the end of a text line. Ids only: never prompt or trace text.
 """
 
 from __future__ import annotations
@@ -14,12 +18,24 @@ import traceback
 from datetime import UTC, datetime
 
 from shared.config.base import ServiceSettings
+from shared.observability.logcontext import FIELDS, current_fields
 
 _HANDLER_NAME = "intervene"
 
 
+def context_fields(record: logging.LogRecord) -> dict[str, str]:
+    """The ids of the record: its own `extra=` ids first, then those of the context it was written in."""
+    fields = current_fields()
+    for name in FIELDS:
+        value = getattr(record, name, None)
+        if value:
+            fields[name] = str(value)
+    return fields
+
+
 class JsonFormatter(logging.Formatter):
-    """Formats a record as one JSON object: time, level, logger, message and, if any, the traceback."""
+    """Formats a record as one JSON object: time, level, logger, message, the ids of its context (job_id,
+    rollout_id, trace_id, span_id) and, if any, the traceback."""
 
     def format(self, record: logging.LogRecord) -> str:
         entry = {
@@ -27,10 +43,27 @@ class JsonFormatter(logging.Formatter):
             "level": record.levelname,
             "logger": record.name,
             "message": record.getMessage(),
+            **context_fields(record),
         }
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class TextFormatter(logging.Formatter):
+    """`time LEVEL logger: message`, then the ids of its context as key=value."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = super().format(record)
+        fields = context_fields(record)
+        if not fields:
+            return line
+        head, newline, rest = line.partition("\n")
+        ids = " ".join(f"{name}={value}" for name, value in fields.items())
+        return f"{head} [{ids}]{newline}{rest}"
 
 
 def configure_logging(settings: ServiceSettings) -> None:
@@ -46,7 +79,7 @@ def configure_logging(settings: ServiceSettings) -> None:
     if settings.log_format == "json":
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setFormatter(TextFormatter())
     root = logging.getLogger()
     for old in [h for h in root.handlers if h.get_name() == _HANDLER_NAME]:
         root.removeHandler(old)

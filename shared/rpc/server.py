@@ -5,9 +5,10 @@ A service describes itself with a `ServiceSpec` and calls `run_service(spec, set
 `start_server(spec, settings)` and get a `RunningServer` on a free port (settings.port=0).
 
 Interceptor order, outermost first: metrics (sees the final status of every call, auth refusals included),
-bearer auth (skipped when settings.auth_disabled), payload logging (only with settings.log_text), error
-mapping (turns servicer exceptions into statuses), request decoding (requests that do not parse become
-INVALID_ARGUMENT after auth, not INTERNAL before it).
+tracing (a server span per call, only while tracing is on: `shared.observability.tracing`), bearer auth
+(skipped when settings.auth_disabled), payload logging (only with settings.log_text), error mapping (turns
+servicer exceptions into statuses), request decoding (requests that do not parse become INVALID_ARGUMENT after
+auth, not INTERNAL before it).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from grpc_reflection.v1alpha import reflection
 from prometheus_client import start_http_server
 
 from shared.config.base import ServiceSettings
+from shared.observability import tracing
 from shared.rpc.auth import BearerAuthInterceptor
 from shared.rpc.client import KEEPALIVE_TIME_MS
 from shared.rpc.decoding import RequestDecodingInterceptor
@@ -36,6 +38,7 @@ from shared.rpc.metrics import MetricsInterceptor, ServiceMetrics
 from shared.rpc.payloads import PayloadLogInterceptor
 from shared.rpc.shutdown import StopSignal
 from shared.rpc.tls import server_credentials
+from shared.rpc.tracing import ServerTracingInterceptor
 
 KEEPALIVE_SERVER_OPTIONS: list[tuple[str, int]] = [
     # Accept the clients' keepalive pings (shared/rpc/client.py) instead of answering GOAWAY too_many_pings.
@@ -172,7 +175,7 @@ def _listen_address(host: str, port: int) -> str:
 
 
 def _interceptors(spec: ServiceSpec, settings: ServiceSettings) -> list[grpc.ServerInterceptor]:
-    chain: list[grpc.ServerInterceptor] = [MetricsInterceptor(spec.metrics)]
+    chain: list[grpc.ServerInterceptor] = [MetricsInterceptor(spec.metrics), ServerTracingInterceptor()]
     if settings.auth_disabled:
         log.warning("%s: authentication is DISABLED (INTERVENE_AUTH_DISABLED); local development only", spec.name)
     else:
@@ -248,8 +251,10 @@ def start_server(spec: ServiceSpec, settings: ServiceSettings) -> RunningServer:
 
 def run_service(spec: ServiceSpec, settings: ServiceSettings) -> None:
     """Serves until SIGTERM or SIGINT, then drains (health NOT_SERVING, `drain_seconds` of grace for
-    in-flight calls, background tasks stopped) and returns. Call it from the main thread."""
+    in-flight calls, background tasks stopped), exports the spans still buffered and returns. Call it from the
+    main thread. Tracing is set up here from the OTEL_* variables (off unless they ask for it)."""
     configure_logging(settings)
+    tracing.configure(spec.name)
     running = start_server(spec, settings)
     stop_signal = StopSignal(on_second=lambda: running.server.stop(None)).install()
     try:
@@ -258,3 +263,4 @@ def run_service(spec: ServiceSpec, settings: ServiceSettings) -> None:
     finally:
         running.stop(grace=None)
         stop_signal.restore()
+        tracing.shutdown()

@@ -39,6 +39,7 @@ from shared.training.model import (
 )
 from shared.training.packing import pack_pairs
 from shared.training.pairsource import PairSourceError, file_shard, store_snapshot, stream_store_shard
+from shared.training.prometheus import TrainerMetrics
 from shared.training.reference import ReferenceCache, compute_reference, model_fingerprint
 from shared.training.tokenize import TokenizedPair
 
@@ -228,6 +229,7 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
     refs = ReferenceCache(ref_dir, fingerprint, env.rank)
     metrics_path = settings.output_dir / "metrics.jsonl"
     metrics_log = MetricsLog(metrics_path if env.rank == 0 else None)
+    gauges = TrainerMetrics.serve(settings.metrics_port) if env.rank == 0 and settings.metrics_port else None
     bar = None
     if env.rank == 0 and settings.progress:
         from tqdm import tqdm
@@ -312,6 +314,8 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
                 }
             )
             metrics_log.write(record)
+            if gauges is not None:
+                gauges.record(record)
             if bar is not None:
                 bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['rewards/accuracies']:.2f}")
         if bar is not None:
@@ -327,6 +331,8 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
             os._exit(PREEMPTED_EXIT_CODE)
     if bar is not None:
         bar.close()
+    if gauges is not None:
+        gauges.close()
     refs.close()
 
     state = ckpt.trainable_state(wrapped)

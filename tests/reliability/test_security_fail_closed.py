@@ -19,6 +19,7 @@ from pathlib import Path
 import grpc
 import pytest
 
+from shared.observability import domain
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, intervention_pb2_grpc
 from shared.redis_process import RedisProcess
 from tests.reliability.security_fixtures import TOKEN, Services, start_services, wait_until_serving
@@ -97,18 +98,28 @@ def _spec() -> intervention_pb2.SafeRolloutSpec:
     return intervention_pb2.SafeRolloutSpec(prompt=common_pb2.Prompt(text=PROMPT), sampling=SAMPLING, max_rounds=1)
 
 
+def _counted(outcome: str) -> float:
+    """intervene_safe_rollouts_total of unary SafeRollout calls with `outcome` (the services run in this process)."""
+    labels = {"method": "SafeRollout", "outcome": outcome}
+    return domain.REGISTRY.get_sample_value("intervene_safe_rollouts_total", labels) or 0.0
+
+
 def test_safe_rollout_returns_no_unjudged_reasoning(failing) -> None:
     mode, services, endpoint = failing
     stub = intervention_pb2_grpc.InterventionServiceStub(services.channel("InterventionService", TOKEN))
+    outcome = {"down": "failed_closed", "error": "failed_closed", "slow": "deadline_exceeded"}.get(mode, "withheld")
+    before = _counted(outcome)
     try:
         reply = stub.SafeRollout(intervention_pb2.SafeRolloutRequest(spec=_spec()), timeout=60)
     except grpc.RpcError as error:
+        assert _counted(outcome) == before + 1, f"the {mode} judge's refusal is counted as {outcome}"
         assert mode != "undecided"
         expected = grpc.StatusCode.DEADLINE_EXCEEDED if mode == "slow" else grpc.StatusCode.UNAVAILABLE
         assert error.code() == expected, (error.code(), error.details())
         assert PROMPT not in error.details()
         return
     assert mode == "undecided", f"the judge is {mode}, yet SafeRollout answered"
+    assert _counted(outcome) == before + 1
     assert endpoint.requests > 0, "the judge was asked"
     assert reply.withheld and reply.rollout.reasoning == reply.rollout.response == ""
     assert reply.judgement.reasoning_verdict == common_pb2.VERDICT_UNDETERMINED

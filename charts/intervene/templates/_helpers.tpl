@@ -104,6 +104,20 @@ intervene.dev/redis-client: "true"
   value: {{ .root.Values.settings.maxMessageBytes | int64 | toString | quote }}
 - name: INTERVENE_LOG_LEVEL
   value: {{ .root.Values.settings.logLevel | quote }}
+{{- with .root.Values.tracing }}
+{{- if .enabled }}
+- name: OTEL_EXPORTER_OTLP_ENDPOINT
+  value: {{ .endpoint | quote }}
+- name: OTEL_SERVICE_NAME
+  value: {{ printf "intervene-%s" $.component | quote }}
+- name: OTEL_TRACES_SAMPLER
+  value: {{ .sampler | quote }}
+- name: OTEL_TRACES_SAMPLER_ARG
+  value: {{ .samplerArg | toString | quote }}
+- name: OTEL_RESOURCE_ATTRIBUTES
+  value: {{ printf "k8s.namespace.name=%s" $.root.Release.Namespace | quote }}
+{{- end }}
+{{- end }}
 {{- if eq .component "intervention" }}
 {{- range $peer := list "generation" "judge" "pairstore" }}
 - name: INTERVENE_{{ upper $peer }}_ADDRESS
@@ -203,6 +217,8 @@ intervene.dev/redis-client: "true"
   value: {{ include "intervene.secretDir" . }}/auth-token
 - name: INTERVENE_TRAINER_PROGRESS
   value: "false"
+- name: INTERVENE_TRAINER_METRICS_PORT
+  value: {{ $t.metricsPort | quote }}
 {{- if .Values.data.existingClaim }}
 - name: INTERVENE_DATA_DIR
   value: {{ .Values.data.mountPath | quote }}

@@ -25,27 +25,55 @@ _sym_db = _symbol_database.Default()
 from shared.protos.intervene.v1 import common_pb2 as intervene_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18intervene/v1/queue.proto\x12\x0cintervene.v1\x1a\x19intervene/v1/common.proto\"\xb3\x01\n\x10RolloutRequested\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nrollout_id\x18\x02 \x01(\t\x12$\n\x06prompt\x18\x03 \x01(\x0b\x32\x14.intervene.v1.Prompt\x12.\n\x08sampling\x18\x04 \x01(\x0b\x32\x1c.intervene.v1.SamplingParams\x12\x14\n\x0csample_index\x18\x05 \x01(\x05\x12\x0f\n\x07\x61\x64\x61pter\x18\x06 \x01(\t\"Y\n\x10RolloutGenerated\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x07rollout\x18\x02 \x01(\x0b\x32\x15.intervene.v1.Rollout\x12\r\n\x05\x65rror\x18\x03 \x01(\t\"s\n\rRolloutJudged\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x07rollout\x18\x02 \x01(\x0b\x32\x15.intervene.v1.Rollout\x12*\n\tjudgement\x18\x03 \x01(\x0b\x32\x17.intervene.v1.Judgement\"W\n\x12\x43ontinuationBranch\x12\x12\n\ntrigger_id\x18\x01 \x01(\t\x12\x14\n\x0ctrigger_text\x18\x02 \x01(\t\x12\x17\n\x0f\x63ontinuation_id\x18\x03 \x01(\t\"\xde\x02\n\x15\x43ontinuationRequested\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x06parent\x18\x02 \x01(\x0b\x32\x15.intervene.v1.Rollout\x12\x16\n\x0ekept_reasoning\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x05\x12\x10\n\x08\x63ut_step\x18\x05 \x01(\x05\x12\x12\n\ncut_offset\x18\x06 \x01(\x05\x12\x32\n\x08\x62ranches\x18\x07 \x03(\x0b\x32 .intervene.v1.ContinuationBranch\x12.\n\x08sampling\x18\x08 \x01(\x0b\x32\x1c.intervene.v1.SamplingParams\x12\x0f\n\x07\x61\x64\x61pter\x18\t \x01(\t\x12\x19\n\x11origin_rollout_id\x18\n \x01(\t\x12\x31\n\x10parent_judgement\x18\x0b \x01(\x0b\x32\x17.intervene.v1.Judgement\"\x9a\x01\n\x15\x43ontinuationGenerated\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x34\n\x07request\x18\x02 \x01(\x0b\x32#.intervene.v1.ContinuationRequested\x12,\n\rcontinuations\x18\x03 \x03(\x0b\x32\x15.intervene.v1.Rollout\x12\r\n\x05\x65rror\x18\x04 \x01(\t\"\xb5\x01\n\x12\x43ontinuationJudged\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x34\n\x07request\x18\x02 \x01(\x0b\x32#.intervene.v1.ContinuationRequested\x12,\n\rcontinuations\x18\x03 \x03(\x0b\x32\x15.intervene.v1.Rollout\x12+\n\njudgements\x18\x04 \x03(\x0b\x32\x17.intervene.v1.Judgement\"/\n\x0bPairCreated\x12 \n\x04pair\x18\x01 \x01(\x0b\x32\x12.intervene.v1.Pairb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x18intervene/v1/queue.proto\x12\x0cintervene.v1\x1a\x19intervene/v1/common.proto\"\xb1\x02\n\x10RolloutRequested\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x12\n\nrollout_id\x18\x02 \x01(\t\x12$\n\x06prompt\x18\x03 \x01(\x0b\x32\x14.intervene.v1.Prompt\x12.\n\x08sampling\x18\x04 \x01(\x0b\x32\x1c.intervene.v1.SamplingParams\x12\x14\n\x0csample_index\x18\x05 \x01(\x05\x12\x0f\n\x07\x61\x64\x61pter\x18\x06 \x01(\t\x12G\n\rtrace_context\x18\x07 \x03(\x0b\x32\x30.intervene.v1.RolloutRequested.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xd7\x01\n\x10RolloutGenerated\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x07rollout\x18\x02 \x01(\x0b\x32\x15.intervene.v1.Rollout\x12\r\n\x05\x65rror\x18\x03 \x01(\t\x12G\n\rtrace_context\x18\x04 \x03(\x0b\x32\x30.intervene.v1.RolloutGenerated.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xee\x01\n\rRolloutJudged\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12&\n\x07rollout\x18\x02 \x01(\x0b\x32\x15.intervene.v1.Rollout\x12*\n\tjudgement\x18\x03 \x01(\x0b\x32\x17.intervene.v1.Judgement\x12\x44\n\rtrace_context\x18\x04 \x03(\x0b\x32-.intervene.v1.RolloutJudged.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"W\n\x12\x43ontinuationBranch\x12\x12\n\ntrigger_id\x18\x01 \x01(\t\x12\x14\n\x0ctrigger_text\x18\x02 \x01(\t\x12\x17\n\x0f\x63ontinuation_id\x18\x03 \x01(\t\"\xe1\x03\n\x15\x43ontinuationRequested\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12%\n\x06parent\x18\x02 \x01(\x0b\x32\x15.intervene.v1.Rollout\x12\x16\n\x0ekept_reasoning\x18\x03 \x01(\t\x12\r\n\x05round\x18\x04 \x01(\x05\x12\x10\n\x08\x63ut_step\x18\x05 \x01(\x05\x12\x12\n\ncut_offset\x18\x06 \x01(\x05\x12\x32\n\x08\x62ranches\x18\x07 \x03(\x0b\x32 .intervene.v1.ContinuationBranch\x12.\n\x08sampling\x18\x08 \x01(\x0b\x32\x1c.intervene.v1.SamplingParams\x12\x0f\n\x07\x61\x64\x61pter\x18\t \x01(\t\x12\x19\n\x11origin_rollout_id\x18\n \x01(\t\x12\x31\n\x10parent_judgement\x18\x0b \x01(\x0b\x32\x17.intervene.v1.Judgement\x12L\n\rtrace_context\x18\x0c \x03(\x0b\x32\x35.intervene.v1.ContinuationRequested.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\x9d\x02\n\x15\x43ontinuationGenerated\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x34\n\x07request\x18\x02 \x01(\x0b\x32#.intervene.v1.ContinuationRequested\x12,\n\rcontinuations\x18\x03 \x03(\x0b\x32\x15.intervene.v1.Rollout\x12\r\n\x05\x65rror\x18\x04 \x01(\t\x12L\n\rtrace_context\x18\x05 \x03(\x0b\x32\x35.intervene.v1.ContinuationGenerated.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xb5\x02\n\x12\x43ontinuationJudged\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x34\n\x07request\x18\x02 \x01(\x0b\x32#.intervene.v1.ContinuationRequested\x12,\n\rcontinuations\x18\x03 \x03(\x0b\x32\x15.intervene.v1.Rollout\x12+\n\njudgements\x18\x04 \x03(\x0b\x32\x17.intervene.v1.Judgement\x12I\n\rtrace_context\x18\x05 \x03(\x0b\x32\x32.intervene.v1.ContinuationJudged.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xa8\x01\n\x0bPairCreated\x12 \n\x04pair\x18\x01 \x01(\x0b\x32\x12.intervene.v1.Pair\x12\x42\n\rtrace_context\x18\x02 \x03(\x0b\x32+.intervene.v1.PairCreated.TraceContextEntry\x1a\x33\n\x11TraceContextEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'intervene.v1.queue_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
+  _globals['_ROLLOUTREQUESTED_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_ROLLOUTREQUESTED_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_ROLLOUTGENERATED_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_ROLLOUTGENERATED_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_ROLLOUTJUDGED_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_ROLLOUTJUDGED_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_CONTINUATIONREQUESTED_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_CONTINUATIONREQUESTED_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_CONTINUATIONGENERATED_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_CONTINUATIONGENERATED_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_CONTINUATIONJUDGED_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_CONTINUATIONJUDGED_TRACECONTEXTENTRY']._serialized_options = b'8\001'
+  _globals['_PAIRCREATED_TRACECONTEXTENTRY']._loaded_options = None
+  _globals['_PAIRCREATED_TRACECONTEXTENTRY']._serialized_options = b'8\001'
   _globals['_ROLLOUTREQUESTED']._serialized_start=70
-  _globals['_ROLLOUTREQUESTED']._serialized_end=249
-  _globals['_ROLLOUTGENERATED']._serialized_start=251
-  _globals['_ROLLOUTGENERATED']._serialized_end=340
-  _globals['_ROLLOUTJUDGED']._serialized_start=342
-  _globals['_ROLLOUTJUDGED']._serialized_end=457
-  _globals['_CONTINUATIONBRANCH']._serialized_start=459
-  _globals['_CONTINUATIONBRANCH']._serialized_end=546
-  _globals['_CONTINUATIONREQUESTED']._serialized_start=549
-  _globals['_CONTINUATIONREQUESTED']._serialized_end=899
-  _globals['_CONTINUATIONGENERATED']._serialized_start=902
-  _globals['_CONTINUATIONGENERATED']._serialized_end=1056
-  _globals['_CONTINUATIONJUDGED']._serialized_start=1059
-  _globals['_CONTINUATIONJUDGED']._serialized_end=1240
-  _globals['_PAIRCREATED']._serialized_start=1242
-  _globals['_PAIRCREATED']._serialized_end=1289
+  _globals['_ROLLOUTREQUESTED']._serialized_end=375
+  _globals['_ROLLOUTREQUESTED_TRACECONTEXTENTRY']._serialized_start=324
+  _globals['_ROLLOUTREQUESTED_TRACECONTEXTENTRY']._serialized_end=375
+  _globals['_ROLLOUTGENERATED']._serialized_start=378
+  _globals['_ROLLOUTGENERATED']._serialized_end=593
+  _globals['_ROLLOUTGENERATED_TRACECONTEXTENTRY']._serialized_start=324
+  _globals['_ROLLOUTGENERATED_TRACECONTEXTENTRY']._serialized_end=375
+  _globals['_ROLLOUTJUDGED']._serialized_start=596
+  _globals['_ROLLOUTJUDGED']._serialized_end=834
+  _globals['_ROLLOUTJUDGED_TRACECONTEXTENTRY']._serialized_start=324
+  _globals['_ROLLOUTJUDGED_TRACECONTEXTENTRY']._serialized_end=375
+  _globals['_CONTINUATIONBRANCH']._serialized_start=836
+  _globals['_CONTINUATIONBRANCH']._serialized_end=923
+  _globals['_CONTINUATIONREQUESTED']._serialized_start=926
+  _globals['_CONTINUATIONREQUESTED']._serialized_end=1407
+  _globals['_CONTINUATIONREQUESTED_TRACECONTEXTENTRY']._serialized_start=324
+  _globals['_CONTINUATIONREQUESTED_TRACECONTEXTENTRY']._serialized_end=375
+  _globals['_CONTINUATIONGENERATED']._serialized_start=1410
+  _globals['_CONTINUATIONGENERATED']._serialized_end=1695
+  _globals['_CONTINUATIONGENERATED_TRACECONTEXTENTRY']._serialized_start=324
+  _globals['_CONTINUATIONGENERATED_TRACECONTEXTENTRY']._serialized_end=375
+  _globals['_CONTINUATIONJUDGED']._serialized_start=1698
+  _globals['_CONTINUATIONJUDGED']._serialized_end=2007
+  _globals['_CONTINUATIONJUDGED_TRACECONTEXTENTRY']._serialized_start=324
+  _globals['_CONTINUATIONJUDGED_TRACECONTEXTENTRY']._serialized_end=375
+  _globals['_PAIRCREATED']._serialized_start=2010
+  _globals['_PAIRCREATED']._serialized_end=2178
+  _globals['_PAIRCREATED_TRACECONTEXTENTRY']._serialized_start=324
+  _globals['_PAIRCREATED_TRACECONTEXTENTRY']._serialized_end=375
 # @@protoc_insertion_point(module_scope)
