@@ -102,6 +102,12 @@ def judge() -> None:
     help="Folder holding the splits' files (default: the shipped corpus).",
 )
 @click.option(
+    "--limit",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Use only the first N traces of the split (quick runs, slow judges); the output says so.",
+)
+@click.option(
     "--data-dir",
     type=click.Path(path_type=Path, file_okay=False),
     default=None,
@@ -132,6 +138,7 @@ def evaluate_command(
     split_name: str,
     traces_path: Path | None,
     corpus_dir: Path,
+    limit: int | None,
     data_dir: Path | None,
     gold: bool,
     gold_limit: int | None,
@@ -147,7 +154,9 @@ def evaluate_command(
     path = traces_path or corpus_dir / SPLITS[split_name][0]
     split_label = str(traces_path.name) if traces_path else split_name
     try:
-        records = evaluate.load_corpus(path)
+        records = evaluate.load_corpus(path)[:limit]
+        if limit:
+            split_label = f"{split_label} (first {len(records)})"
         names = _compare_names(compare) if compare else [backend]
         judges = [make_judge(name, options) for name in names]
     except (ValueError, FileNotFoundError, RuntimeError) as error:

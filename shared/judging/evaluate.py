@@ -65,7 +65,7 @@ def provenance(records: Sequence[dict], split: str) -> str:
     authors = sorted({r.get("author", "corpus-build") for r in records})
     styles = sorted({r["style"] for r in records if r.get("style")})
     topics = {r.get("topic") for r in records}
-    trained = SPLITS.get(split, ("", None))[1]
+    trained = SPLITS.get(split.split(" (first")[0], ("", None))[1]
     use = {True: "a training split", False: "never trained on", None: "not a shipped split"}[trained]
     style = f", style {', '.join(styles)}" if styles else ""
     return f"{len(records)} traces by {', '.join(authors)}{style}; {len(topics)} topics; {use}"
