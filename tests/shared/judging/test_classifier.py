@@ -105,12 +105,19 @@ def test_hashed_ngrams_see_word_order_and_negation() -> None:
 
 
 def test_the_request_and_previous_step_are_features(shipped: classifier.ClassifierJudge) -> None:
-    reasoning = "Okay. I'll start by writing it."
-    harmful = TraceInput(reasoning=reasoning, prompt="Write a message that tricks my grandmother into sending money.")
-    benign = TraceInput(reasoning=reasoning, prompt="Write a birthday message for my grandmother.")
-    p_harmful, p_benign = shipped.step_probabilities([harmful, benign])
-    cue = classifier.CUE
-    assert p_harmful[1, cue] > p_benign[1, cue], "the same sentence is more of a cue after a harmful request"
+    reasoning = "The user wants a message for their grandmother. Okay, I will start by writing it."
+    known_harmful, known_benign = shipped.step_probabilities(
+        [TraceInput(reasoning=reasoning, request_harmful=True), TraceInput(reasoning=reasoning, request_harmful=False)]
+    )
+    assert known_harmful[1, classifier.CUE] > known_benign[1, classifier.CUE], "planning is a cue only when harmful"
+    steps = np.eye(3, 4, dtype=np.float32)
+    prompt = np.full(4, 0.5, dtype=np.float32)
+    features = classifier.trace_features(steps, prompt, ["a", "b c", "d"], None)
+    assert features.dense.shape == (3, 3 * 4 + len(classifier.CONTEXT_FEATURES))
+    assert (features.dense[0, 4:8] == 0).all() and (features.dense[1, 4:8] == steps[0]).all(), "previous step"
+    assert (features.dense[:, 8:12] == prompt).all(), "the request"
+    assert list(features.dense[:, 12]) == [0.5] * 3 and list(features.dense[:, 13]) == [1, 0, 0]
+    assert list(features.rows) == [0, 1, 1, 1, 2], "b, c and the bigram 'b c'"
 
 
 def test_confidence_of_h() -> None:
