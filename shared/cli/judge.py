@@ -46,6 +46,16 @@ def _llm_options(function):
             ),
             click.option("--llm-timeout", type=float, default=30.0, show_default=True, help="Seconds per request."),
             click.option("--llm-retries", type=int, default=2, show_default=True, help="Retries after a failure."),
+        ]
+    ):
+        function = option(function)
+    return function
+
+
+def _judge_only_options(function):
+    """Options of `judge evaluate` beyond the llm options `intervene eval` shares."""
+    for option in reversed(
+        [
             click.option(
                 "--llm-answer-retries",
                 type=int,
@@ -131,6 +141,7 @@ def judge() -> None:
 )
 @click.option("--encoder", default=None, help="Sentence encoder for the classifier (package name, folder or hub id).")
 @_llm_options
+@_judge_only_options
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of a table.")
 def evaluate_command(
     backend: str,
