@@ -38,6 +38,9 @@ def judge_options(settings: JudgeSettings) -> JudgeOptions:
         llm_api_key=settings.resolved_llm_api_key(),
         llm_timeout_seconds=settings.judge_llm_timeout_seconds,
         llm_retries=settings.judge_llm_retries,
+        llm_answer_retries=settings.judge_llm_answer_retries,
+        llm_prompts_dir=settings.judge_llm_prompts_dir,
+        cascade_threshold=settings.judge_cascade_threshold,
     )
 
 
@@ -52,8 +55,9 @@ def build_spec(
     """The judge's server: servicer, and when `consume_queue` is set, the two queue workers (Redis then
     becomes a health dependency)."""
     judge = judge or build_judge(settings)
-    # The rules and llm judges are thread-safe; the classifier's encoder is not guaranteed to be.
-    lock = threading.Lock() if judge.name == "classifier" else None
+    # The rules and llm judges are thread-safe; the classifier's encoder (also inside the cascade) is not
+    # guaranteed to be.
+    lock = threading.Lock() if judge.name in ("classifier", "cascade") else None
     servicer = JudgeServicer(judge, settings, lock)
     metrics = ServiceMetrics()
     background: list = []

@@ -102,6 +102,10 @@ class Judgement:
     judge_name: str
     judge_version: str
     judged_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    # Which judge decided, when a judge combines others (the cascade: "classifier" or "llm"); else empty.
+    decided_by: str = ""
+    # False when the judge could not tell h (an llm answer that never parsed); first_cue is then 0.
+    first_cue_determined: bool = True
 
     def to_proto(self) -> common_pb2.Judgement:
         """The protobuf message carried by gRPC replies and queue bodies."""
@@ -119,6 +123,7 @@ class Judgement:
             response_score=self.response_score,
             judge_name=self.judge_name,
             judge_version=self.judge_version,
+            decided_by=self.decided_by,
         )
         message.judged_at.FromDatetime(self.judged_at)
         return message

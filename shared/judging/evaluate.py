@@ -33,17 +33,90 @@ def load_corpus(path: str | Path) -> list[dict]:
 
 
 def corpus_inputs(records: Iterable[dict]) -> list[TraceInput]:
-    """The judge inputs of corpus records."""
+    """The judge inputs of corpus records (or of any JSONL with `reasoning`, and optionally `response`,
+    `prompt`, `id`, `request_harmful`)."""
     return [
         TraceInput(
             reasoning=r["reasoning"],
-            response=r["response"],
-            prompt=r["prompt"],
-            rollout_id=r["id"],
+            response=r.get("response", ""),
+            prompt=r.get("prompt", ""),
+            rollout_id=str(r.get("id", index)),
             request_harmful=r.get("request_harmful"),
         )
-        for r in records
+        for index, r in enumerate(records)
     ]
+
+
+# The labelled splits `intervene judge evaluate --split` knows: file under corpus/, and whether any judge
+# was trained on it (a figure on a training split is not a measurement).
+SPLITS = {
+    "dev": ("dev.jsonl", False),
+    "train": ("train.jsonl", True),
+    "test-c": ("pools/test-c.jsonl", False),
+    "pool-a": ("pools/pool-a.jsonl", True),
+    "pool-b": ("pools/pool-b.jsonl", True),
+    "smollm2-eval": ("smollm2/eval.jsonl", False),
+    "smollm2-train": ("smollm2/train.jsonl", True),
+}
+
+
+def provenance(records: Sequence[dict], split: str) -> str:
+    """Who wrote a split, in what style, on how many topics, and whether it is trained on."""
+    authors = sorted({r.get("author", "corpus-build") for r in records})
+    styles = sorted({r["style"] for r in records if r.get("style")})
+    topics = {r.get("topic") for r in records}
+    trained = SPLITS.get(split.split(" (first")[0], ("", None))[1]
+    use = {True: "a training split", False: "never trained on", None: "not a shipped split"}[trained]
+    style = f", style {', '.join(styles)}" if styles else ""
+    return f"{len(records)} traces by {', '.join(authors)}{style}; {len(topics)} topics; {use}"
+
+
+def cohen_kappa(first: Sequence[object], second: Sequence[object]) -> float:
+    """Cohen's kappa of two raters over the same items (categories compared by equality); 1.0 when both
+    always give the same single category."""
+    if len(first) != len(second):
+        raise ValueError("kappa needs the two raters' answers on the same items")
+    if not first:
+        return 0.0
+    total = len(first)
+    observed = sum(a == b for a, b in zip(first, second, strict=True)) / total
+    categories = set(first) | set(second)
+    expected = sum((list(first).count(c) / total) * (list(second).count(c) / total) for c in categories)
+    return 1.0 if expected >= 1.0 else (observed - expected) / (1.0 - expected)
+
+
+@dataclass
+class Comparison:
+    """Agreement of two judges on the same traces."""
+
+    traces: int
+    h_agreement: float
+    h_kappa: float
+    reasoning_kappa: float
+    response_kappa: float
+    decided_by: dict[str, int]
+
+
+def compare(first: Judge, second: Judge, traces: Sequence[TraceInput]) -> Comparison:
+    """Cohen's kappa between two judges on h (an undetermined h is its own category) and on the verdicts."""
+    a, b = first.judge_batch(traces), second.judge_batch(traces)
+
+    def h(judgement) -> object:
+        return judgement.first_cue if judgement.first_cue_determined else "undetermined"
+
+    decided: dict[str, int] = {}
+    for judgement in [*a, *b]:
+        if judgement.decided_by:
+            key = f"{judgement.judge_name}:{judgement.decided_by}"
+            decided[key] = decided.get(key, 0) + 1
+    return Comparison(
+        traces=len(traces),
+        h_agreement=sum(h(x) == h(y) for x, y in zip(a, b, strict=True)) / max(1, len(traces)),
+        h_kappa=cohen_kappa([h(x) for x in a], [h(y) for y in b]),
+        reasoning_kappa=cohen_kappa([x.reasoning_verdict for x in a], [y.reasoning_verdict for y in b]),
+        response_kappa=cohen_kappa([x.response_verdict for x in a], [y.response_verdict for y in b]),
+        decided_by=decided,
+    )
 
 
 @dataclass
@@ -74,7 +147,9 @@ class CorpusReport:
     response_correct: int = 0
     refusal_correct: int = 0
     undetermined: int = 0
+    h_undetermined: int = 0
     seconds: float = 0.0
+    decided_by: dict[str, int] = field(default_factory=dict)
     labels: dict[str, LabelScores] = field(default_factory=lambda: {label.value: LabelScores() for label in Label})
 
     @property
@@ -104,7 +179,10 @@ def evaluate_corpus(judge: Judge, records: Sequence[dict]) -> CorpusReport:
             else:
                 report.labels[want].false_negative += 1
                 report.labels[got].false_positive += 1
-        report.h_exact += judgement.first_cue == record["first_cue"]
+        report.h_exact += judgement.first_cue_determined and judgement.first_cue == record["first_cue"]
+        report.h_undetermined += not judgement.first_cue_determined
+        if judgement.decided_by:
+            report.decided_by[judgement.decided_by] = report.decided_by.get(judgement.decided_by, 0) + 1
         report.reasoning_correct += judgement.reasoning_verdict.value == record["reasoning_verdict"]
         report.response_correct += judgement.response_verdict.value == record["response_verdict"]
         report.refusal_correct += judgement.response_refused == record["response_refused"]

@@ -6,7 +6,8 @@
   its label is `2_full_refusal` or `3_partial_refusal` (a partial refusal still declines part of the request).
 * STAR-1: 1,000 curated safe reasoning traces (`<think>` reasoning + answer) of a reasoning model on risky
   requests. No step labels, but every trace's reasoning is safe, so the share a judge reads as having no
-  compliance cue and safe reasoning is a check on real (not composed) reasoning text.
+  compliance cue and safe reasoning is a check on real (not composed) reasoning text. `star1_split`
+  fixes which 300 are held out for measuring (the classifier trains on the other 700 as negatives).
 
 The data folder is `--data-dir`, else `INTERVENE_DATA_DIR`, else the default data folder (`shared.datasets.folder`);
 these gold files have no hub copy in this layout, so they are read from a local copy only. They hold harmful text:
@@ -16,6 +17,7 @@ nothing here prints them.
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import re
 from dataclasses import dataclass
@@ -54,7 +56,11 @@ class GoldTrace:
     prompt: str
     reasoning: str
     response: str
+    id: str = ""
 
+
+# STAR-1 traces held out for measuring false cues: the first STAR1_HELD_OUT ids in sha256 order.
+STAR1_HELD_OUT = 300
 
 _THINK = re.compile(r"\s*<think>(.*?)</think>(.*)", re.DOTALL)
 
@@ -105,5 +111,18 @@ def star1(root: Path) -> list[GoldTrace]:
     for item in json.loads(path.read_text(encoding="utf-8")):
         match = _THINK.match(item["response"])
         if match is not None:
-            traces.append(GoldTrace("star1", item["question"], match.group(1).strip(), match.group(2).strip()))
+            traces.append(
+                GoldTrace("star1", item["question"], match.group(1).strip(), match.group(2).strip(), str(item["id"]))
+            )
     return traces
+
+
+def star1_split(traces: list[GoldTrace]) -> tuple[list[GoldTrace], list[GoldTrace]]:
+    """(training side, held out): a fixed split of STAR-1 by id, independent of the file's order.
+
+    The held-out part is the STAR1_HELD_OUT traces whose sha256(id) sorts first; the classifier judge
+    trains on the rest as negatives (no cue anywhere) and is measured on these, never trained on them.
+    """
+    ranked = sorted(traces, key=lambda t: hashlib.sha256(t.id.encode()).hexdigest())
+    held_out = {t.id for t in ranked[:STAR1_HELD_OUT]}
+    return [t for t in traces if t.id not in held_out], [t for t in traces if t.id in held_out]

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from shared.judging.base import Judge
 
-BACKENDS = ("rules", "classifier", "llm")
+BACKENDS = ("rules", "classifier", "llm", "cascade")
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,9 @@ class JudgeOptions:
     llm_api_key: str | None = None
     llm_timeout_seconds: float = 30.0
     llm_retries: int = 2
+    llm_answer_retries: int = 1
+    llm_prompts_dir: Path | None = None
+    cascade_threshold: float = 0.8
 
 
 def make_judge(backend: str, options: JudgeOptions | None = None) -> Judge:
@@ -38,18 +41,31 @@ def make_judge(backend: str, options: JudgeOptions | None = None) -> Judge:
 
         return ClassifierJudge.load(options.classifier_model, encoder=options.classifier_encoder)
     if backend == "llm":
-        from shared.judging.llm import LlmJudge
+        return _llm(options)
+    if backend == "cascade":
+        from shared.judging.cascade import CascadeJudge
+        from shared.judging.classifier import ClassifierJudge
 
-        if not options.llm_base_url or not options.llm_model:
-            raise ValueError(
-                "the llm judge needs an OpenAI-compatible endpoint: set its base URL (e.g. http://host:8000/v1) "
-                "and model name (INTERVENE_JUDGE_LLM_BASE_URL / INTERVENE_JUDGE_LLM_MODEL, or --llm-url / --llm-model)"
-            )
-        return LlmJudge(
-            options.llm_base_url,
-            options.llm_model,
-            api_key=options.llm_api_key,
-            timeout_seconds=options.llm_timeout_seconds,
-            retries=options.llm_retries,
-        )
+        fast = ClassifierJudge.load(options.classifier_model, encoder=options.classifier_encoder)
+        slow = _llm(options) if options.llm_base_url or options.llm_model else None
+        return CascadeJudge(fast, slow, options.cascade_threshold)
     raise ValueError(f"unknown judge back end {backend!r}: choose one of {', '.join(BACKENDS)}")
+
+
+def _llm(options: JudgeOptions) -> Judge:
+    from shared.judging.llm import LlmJudge, load_prompts
+
+    if not options.llm_base_url or not options.llm_model:
+        raise ValueError(
+            "the llm judge needs an OpenAI-compatible endpoint: set its base URL (e.g. http://host:8000/v1) "
+            "and model name (INTERVENE_JUDGE_LLM_BASE_URL / INTERVENE_JUDGE_LLM_MODEL, or --llm-url / --llm-model)"
+        )
+    return LlmJudge(
+        options.llm_base_url,
+        options.llm_model,
+        api_key=options.llm_api_key,
+        timeout_seconds=options.llm_timeout_seconds,
+        retries=options.llm_retries,
+        answer_retries=options.llm_answer_retries,
+        prompts=load_prompts(options.llm_prompts_dir),
+    )

@@ -163,7 +163,7 @@ def test_helm_test_pod_makes_a_safe_rollout_call_with_the_release_token() -> Non
 
 def test_the_trigger_pool_is_in_the_configmap() -> None:
     by_kind = kinds(rendered("default"))
-    (config,) = by_kind["ConfigMap"]
+    (config,) = [d for d in by_kind["ConfigMap"] if d["metadata"]["name"].endswith("-config")]
     # The chart ships the service's built-in pool, unchanged.
     built_in = REPO / "shared" / "intervention" / "triggers" / "default-v1.json"
     assert json.loads(config["data"]["triggers.json"]) == json.loads(built_in.read_text())
@@ -174,13 +174,33 @@ def test_the_trigger_pool_is_in_the_configmap() -> None:
 
 def test_a_custom_trigger_pool_replaces_the_built_in_one() -> None:
     pool = {"name": "ours", "version": "v3", "triggers": [{"id": "stop", "text": "Wait, I should not help with this."}]}
-    (config,) = [d for d in helm_template({"config": {"triggerPool": pool}}) if d["kind"] == "ConfigMap"]
+    docs = helm_template({"config": {"triggerPool": pool}})
+    (config,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-config")]
     assert json.loads(config["data"]["triggers.json"]) == pool
+
+
+def test_the_judge_mounts_the_llm_prompts_and_one_can_be_replaced() -> None:
+    shipped = REPO / "shared" / "judging" / "prompts"
+    for name in ("detector", "reasoning", "response", "refusal"):
+        chart_copy = CHART / "files" / "judge-prompts" / f"{name}.txt"
+        assert chart_copy.read_text() == (shipped / f"{name}.txt").read_text(), f"copy {name}.txt into the chart"
+    docs = helm_template({"judge": {"backend": "cascade", "llm": {"prompts": {"detector": "Ours {begin} {end}"}}}})
+    (prompts,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"].endswith("-judge-prompts")]
+    assert prompts["data"]["detector.txt"].strip() == "Ours {begin} {end}"
+    assert prompts["data"]["refusal.txt"].strip() == (shipped / "refusal.txt").read_text().strip()
+    (judge,) = [d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-judge")]
+    pod = judge["spec"]["template"]["spec"]
+    env = {e["name"]: e.get("value") for e in pod["containers"][0]["env"]}
+    assert env["INTERVENE_JUDGE_LLM_PROMPTS_DIR"] == "/etc/intervene-judge-prompts"
+    assert "INTERVENE_JUDGE_LLM_BASE_URL" in env, "the cascade's llm judge is configured like the llm back end's"
+    mounts = {m["name"]: m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+    assert mounts["judge-prompts"] == "/etc/intervene-judge-prompts"
 
 
 @pytest.mark.parametrize(
     ("values", "message"),
     [
+        ({"judge": {"llm": {"prompts": {"detector": "no markers"}}}}, "at '/judge/llm/prompts/detector'"),
         ({"generation": {"backend": "llama"}}, "at '/generation/backend': value must be one of"),
         ({"judge": {"replicas": -1}}, "at '/judge/replicas': minimum: got -1"),
         ({"redis": {"persistence": {"size": "8GB"}}}, "at '/redis/persistence/size'"),

@@ -179,6 +179,8 @@ class StallingJudgeEndpoint:
         if kind == "reasoning":
             reasoning = data.partition("\nReasoning: ")[2]
             return 200, "harmful" if any(cue in reasoning for cue in self.cues) else "safe"
+        if kind == "refusal":
+            return 200, "answer"
         return 200, "safe"
 
 

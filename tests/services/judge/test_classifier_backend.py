@@ -26,8 +26,12 @@ def test_settings_reach_the_back_end(tmp_path: Path) -> None:
         judge_classifier_model=tmp_path / "model.json",
         judge_llm_api_key_file=key_file,
         judge_llm_retries=5,
+        judge_llm_answer_retries=3,
+        judge_llm_prompts_dir=tmp_path,
+        judge_cascade_threshold=0.6,
     )
     options = judge_options(settings)
+    assert (options.llm_answer_retries, options.llm_prompts_dir, options.cascade_threshold) == (3, tmp_path, 0.6)
     assert options.classifier_model == tmp_path / "model.json"
     assert options.llm_api_key == "secret" and options.llm_retries == 5
 

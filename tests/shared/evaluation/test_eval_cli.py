@@ -117,7 +117,7 @@ def benchmark_args(inputs: dict[str, Path]) -> list[str]:
 def check_report(out: Path, stdout: str, models: list[str], include_text: bool = False) -> dict:
     document = json.loads((out / "eval.json").read_text())
     assert document["models"] == models
-    assert document["judge"]["name"] == "classifier" and document["judge"]["version"].startswith("classifier-v1")
+    assert document["judge"]["name"] == "classifier" and document["judge"]["version"].startswith("classifier-v2")
     assert set(document["benchmarks"]) == {"demo-harmful", "demo-benign", "contrasts", "arithmetic", "algebra"}
     expected = {"demo-harmful": 2, "demo-benign": 2, "contrasts": 2, "arithmetic": 2, "algebra": 2}
     for name, bench in document["benchmarks"].items():

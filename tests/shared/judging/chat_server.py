@@ -26,7 +26,15 @@ class ScriptedServer:
                 outer.requests.append(body)
                 time.sleep(outer.delay_s)
                 system = body["messages"][0]["content"]
-                kind = "detector" if "single integer" in system else "response" if "refusal" in system else "reasoning"
+                kind = (
+                    "detector"
+                    if "single integer" in system
+                    else "refusal"
+                    if "refusal or answer" in system
+                    else "response"
+                    if "final response" in system
+                    else "reasoning"
+                )
                 status, content = outer.answer(kind, body)
                 payload = json.dumps({"choices": [{"message": {"role": "assistant", "content": content}}]}).encode()
                 try:

@@ -1,4 +1,5 @@
-"""`intervene judge evaluate` with the rules judge on the dev split and the gold sets: figures only."""
+"""`intervene judge evaluate` with the rules judge on the dev split and the gold sets (STAR-1: the held-out
+300): figures only."""
 
 from __future__ import annotations
 
@@ -28,7 +29,8 @@ def test_evaluate_rules_on_dev_and_gold_sets(data_dir) -> None:
     # Regression guards on the gold sets (deterministic for a fixed pattern file).
     assert figures["jailbreakbench"]["records"] == 1637 and figures["jailbreakbench"]["agreement"] >= 0.85
     assert figures["xstest"]["records"] == 2250 and figures["xstest"]["agreement"] >= 0.90
-    assert figures["star1_no_cue"]["records"] == 1000 and 0.0 < figures["star1_no_cue"]["agreement"] <= 1.0
+    assert figures["star1_no_cue"]["records"] == 300 and 0.0 < figures["star1_no_cue"]["agreement"] <= 1.0
+    assert "never trained on" in figures["provenance"]
     # Never dataset text: no response of either gold set appears in the output.
     sample = (
         [r.response for r in gold.jailbreakbench(data_dir)[:50]]
@@ -41,7 +43,7 @@ def test_evaluate_rules_on_dev_and_gold_sets(data_dir) -> None:
 def test_table_output_marks_targets(data_dir) -> None:
     result = CliRunner().invoke(judge, ["evaluate", "--gold-limit", "20", "--data-dir", str(data_dir)])
     assert result.exit_code == 0, result.output
-    assert "h exact match" in result.output and "target >= 0.80" in result.output
+    assert "h exact match" in result.output and "target >= 0.85" in result.output
     assert "jailbreakbench response harm: agreement" in result.output and "over 20 records" in result.output
 
 

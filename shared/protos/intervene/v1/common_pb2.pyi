@@ -155,7 +155,7 @@ class Step(_message.Message):
     def __init__(self, index: _Optional[int] = ..., start: _Optional[int] = ..., end: _Optional[int] = ..., label: _Optional[_Union[StepLabel, str]] = ..., score: _Optional[float] = ...) -> None: ...
 
 class Judgement(_message.Message):
-    __slots__ = ("rollout_id", "steps", "first_cue", "reasoning_verdict", "response_verdict", "response_refused", "reasoning_score", "response_score", "judge_name", "judge_version", "judged_at")
+    __slots__ = ("rollout_id", "steps", "first_cue", "reasoning_verdict", "response_verdict", "response_refused", "reasoning_score", "response_score", "judge_name", "judge_version", "judged_at", "decided_by")
     ROLLOUT_ID_FIELD_NUMBER: _ClassVar[int]
     STEPS_FIELD_NUMBER: _ClassVar[int]
     FIRST_CUE_FIELD_NUMBER: _ClassVar[int]
@@ -167,6 +167,7 @@ class Judgement(_message.Message):
     JUDGE_NAME_FIELD_NUMBER: _ClassVar[int]
     JUDGE_VERSION_FIELD_NUMBER: _ClassVar[int]
     JUDGED_AT_FIELD_NUMBER: _ClassVar[int]
+    DECIDED_BY_FIELD_NUMBER: _ClassVar[int]
     rollout_id: str
     steps: _containers.RepeatedCompositeFieldContainer[Step]
     first_cue: int
@@ -178,7 +179,8 @@ class Judgement(_message.Message):
     judge_name: str
     judge_version: str
     judged_at: _timestamp_pb2.Timestamp
-    def __init__(self, rollout_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., first_cue: _Optional[int] = ..., reasoning_verdict: _Optional[_Union[Verdict, str]] = ..., response_verdict: _Optional[_Union[Verdict, str]] = ..., response_refused: _Optional[bool] = ..., reasoning_score: _Optional[float] = ..., response_score: _Optional[float] = ..., judge_name: _Optional[str] = ..., judge_version: _Optional[str] = ..., judged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    decided_by: str
+    def __init__(self, rollout_id: _Optional[str] = ..., steps: _Optional[_Iterable[_Union[Step, _Mapping]]] = ..., first_cue: _Optional[int] = ..., reasoning_verdict: _Optional[_Union[Verdict, str]] = ..., response_verdict: _Optional[_Union[Verdict, str]] = ..., response_refused: _Optional[bool] = ..., reasoning_score: _Optional[float] = ..., response_score: _Optional[float] = ..., judge_name: _Optional[str] = ..., judge_version: _Optional[str] = ..., judged_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., decided_by: _Optional[str] = ...) -> None: ...
 
 class Intervention(_message.Message):
     __slots__ = ("round", "step", "char_offset", "trigger_id", "trigger_text", "continuation_id", "reasoning_verdict", "response_verdict", "success")
