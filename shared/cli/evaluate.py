@@ -23,7 +23,7 @@ import click
 
 from shared.cli.judge import _llm_options, _options
 from shared.datasets import DatasetError, resolve_data_dir
-from shared.evaluation.aggregate import POLICIES, Bootstrap
+from shared.evaluation.aggregate import INTERVAL_METHODS, POLICIES, Bootstrap
 from shared.evaluation.benchmarks import DEFAULT_BENCHMARKS, Benchmark, BenchmarkSpec, load_benchmark, parse_benchmark
 from shared.evaluation.report import JudgeRef, ReportContext
 from shared.protos.intervene.v1 import common_pb2
@@ -326,6 +326,13 @@ def print_summary(document: dict[str, Any], files: Any) -> None:
     help="Undetermined verdicts: counted as the worst outcome, or left out of the rates.",
 )
 @click.option(
+    "--intervals",
+    type=click.Choice(INTERVAL_METHODS),
+    default="wilson",
+    show_default=True,
+    help="Wilson score intervals (Newcombe's paired interval for Δ), or the percentile bootstrap.",
+)
+@click.option(
     "--resamples", type=click.IntRange(min=1000), default=2000, show_default=True, help="Bootstrap resamples."
 )
 @click.option(
@@ -377,6 +384,7 @@ def evaluate(
     llm_timeout: float,
     llm_retries: int,
     undetermined: str,
+    intervals: str,
     resamples: int,
     pairs_file: Path | None,
     job_file: Path | None,
@@ -427,7 +435,7 @@ def evaluate(
         device=device,
         batch_size=batch_size,
         policy=undetermined,
-        bootstrap=Bootstrap(resamples=resamples, seed=seed),
+        bootstrap=Bootstrap(resamples=resamples, seed=seed, method=intervals),
         sample={"limit": limit, "seed": seed, "data_dir": str(resolve_data_dir(data_dir))},
         pairs_file=pairs_file,
         job=read_job(job_file) if job_file else None,
