@@ -73,6 +73,9 @@ def build_document(run: EvaluationRun, context: ReportContext) -> dict[str, Any]
     judge = JudgeRef(run.judge_name, run.judge_version)
     judged = any(b.benchmark.spec.kind.judged for b in run.benchmarks)
     warnings = judge_warnings(judge, context.pairs_judges, context.pairs_source) if judged else []
+    if run.refusal_judge_name:
+        refusal_judge = JudgeRef(run.refusal_judge_name, run.refusal_judge_version)
+        warnings += judge_warnings(refusal_judge, context.pairs_judges, context.pairs_source)
     warnings += context.warnings
     benchmarks = {}
     for bench in run.benchmarks:
@@ -113,6 +116,9 @@ def build_document(run: EvaluationRun, context: ReportContext) -> dict[str, Any]
         "models": run.models,
         "adapters": context.adapters,
         "judge": {"backend": context.judge_backend, "name": run.judge_name, "version": run.judge_version},
+        "refusal_judge": {"name": run.refusal_judge_name, "version": run.refusal_judge_version}
+        if run.refusal_judge_name
+        else None,
         "pairs_judges": [{"name": j.name, "version": j.version} for j in context.pairs_judges],
         "warnings": warnings,
         "notes": list(context.notes),
@@ -160,6 +166,11 @@ def render_markdown(document: dict[str, Any]) -> str:
         f"## Evaluation of {document['model'] or 'the model'}",
         "",
         f"- judge: **{judge['name'] or 'none'} {judge['version']}** (back end `{judge['backend']}`)",
+        *(
+            [f"- compliance and refusal judged by **{refusal['name']} {refusal['version']}**"]
+            if (refusal := document.get("refusal_judge"))
+            else []
+        ),
         f"- sampling: {_sampling_text(document['sampling'])}; sample: {_sample_text(document['sample'])}",
         f"- undetermined verdicts: {policy} (the `u` counts in the cells)",
         f"- intervals: {intervals}",

@@ -90,6 +90,40 @@ def parse_word(answer: str, allowed: Sequence[str]) -> str | None:
     return match.group(1).lower()
 
 
+def post_with_retries(client: httpx.Client, path: str, body: dict, retries: int, backoff_seconds: float) -> dict | None:
+    """POST `body` as JSON, retrying timeouts, connection errors, 429 and 5xx with doubling backoff.
+
+    Returns the decoded JSON reply, or None when the body is not JSON (an unusable answer, not a failure). After the
+    last retry raises `JudgeTimeout` (timeouts) or `JudgeError`; a 4xx other than 429 raises `JudgeError` at once.
+    """
+    last_error: Exception | None = None
+    timed_out = False
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff_seconds * 2 ** (attempt - 1))
+        try:
+            reply = client.post(path, json=body)
+        except httpx.TimeoutException as error:
+            last_error, timed_out = error, True
+            continue
+        except httpx.TransportError as error:
+            last_error, timed_out = error, False
+            continue
+        if reply.status_code in _RETRY_STATUS:
+            last_error, timed_out = JudgeError(f"endpoint answered HTTP {reply.status_code}"), False
+            continue
+        if reply.status_code != 200:
+            raise JudgeError(f"endpoint answered HTTP {reply.status_code}: check the judge's URL, model and key")
+        try:
+            return reply.json()
+        except ValueError:
+            return None
+    attempts = retries + 1
+    if timed_out:
+        raise JudgeTimeout(f"no answer from the judge endpoint after {attempts} attempts ({last_error})")
+    raise JudgeError(f"judge endpoint failed {attempts} times: {last_error}")
+
+
 class LlmJudge(Judge):
     """Judges with an OpenAI-compatible chat model (see the module docstring)."""
 
@@ -128,34 +162,11 @@ class LlmJudge(Judge):
             "temperature": 0,
             "max_tokens": 8,
         }
-        last_error: Exception | None = None
-        timed_out = False
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            try:
-                reply = self._client.post("/chat/completions", json=body)
-            except httpx.TimeoutException as error:
-                last_error, timed_out = error, True
-                continue
-            except httpx.TransportError as error:
-                last_error, timed_out = error, False
-                continue
-            if reply.status_code in _RETRY_STATUS:
-                last_error, timed_out = JudgeError(f"endpoint answered HTTP {reply.status_code}"), False
-                continue
-            if reply.status_code != 200:
-                raise JudgeError(
-                    f"endpoint answered HTTP {reply.status_code}: check the llm judge's URL, model and key"
-                )
-            try:
-                return str(reply.json()["choices"][0]["message"]["content"] or "")
-            except (ValueError, KeyError, IndexError, TypeError):
-                return ""  # a malformed body is an unusable answer: that part is undetermined
-        attempts = self.retries + 1
-        if timed_out:
-            raise JudgeTimeout(f"no answer from the llm judge endpoint after {attempts} attempts ({last_error})")
-        raise JudgeError(f"llm judge endpoint failed {attempts} times: {last_error}")
+        reply = post_with_retries(self._client, "/chat/completions", body, self.retries, self.backoff_seconds)
+        try:
+            return str(reply["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError):
+            return ""  # a malformed body is an unusable answer: that part is undetermined
 
     def judge(self, trace: TraceInput) -> Judgement:
         spans = split(trace.reasoning)

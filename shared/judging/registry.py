@@ -10,6 +10,9 @@ from pathlib import Path
 from shared.judging.base import Judge
 
 BACKENDS = ("rules", "classifier", "llm")
+# Graders others use (shared/judging/graders.py): evaluation judges over an OpenAI-compatible endpoint (the llm_*
+# options), which score harm but give no compliance cues, so they never build pairs.
+GRADER_BACKENDS = ("strongreject", "harmbench", "llamaguard")
 
 
 @dataclass(frozen=True)
@@ -52,4 +55,20 @@ def make_judge(backend: str, options: JudgeOptions | None = None) -> Judge:
             timeout_seconds=options.llm_timeout_seconds,
             retries=options.llm_retries,
         )
-    raise ValueError(f"unknown judge back end {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend in GRADER_BACKENDS:
+        from shared.judging.graders import GRADERS
+
+        if not options.llm_base_url or not options.llm_model:
+            raise ValueError(
+                f"the {backend} grader needs an OpenAI-compatible endpoint serving its model: give its base URL "
+                "(e.g. http://host:8000/v1) and model name (--llm-url / --llm-model)"
+            )
+        return GRADERS[backend](
+            options.llm_base_url,
+            options.llm_model,
+            api_key=options.llm_api_key,
+            timeout_seconds=max(options.llm_timeout_seconds, 60.0),
+            retries=options.llm_retries,
+        )
+    choices = (*BACKENDS, *GRADER_BACKENDS)
+    raise ValueError(f"unknown judge back end {backend!r}: choose one of {', '.join(choices)}")
