@@ -60,6 +60,8 @@ class EvalPlan:
     token_file: Path | None = None
     notes: tuple[str, ...] = ()
     progress: bool = True
+    # A folder where each decoded prompt is kept, so that an interrupted evaluation resumes where it stopped.
+    generation_cache: Path | None = None
 
 
 def load_benchmarks(
@@ -184,11 +186,19 @@ def execute(plan: EvalPlan) -> tuple[dict[str, Any], Any]:
         warnings=overlap_warnings(plan.pairs_file, plan.benchmarks) if plan.pairs_file else (),
     )
     options = RunOptions(plan.sampling, plan.batch_size, plan.include_text, plan.progress)
-    with _generator(plan) as generate:
+    with _generator(plan) as decode:
+        generate = decode
+        if plan.generation_cache is not None:
+            from shared.evaluation.cache import cached_generate
+
+            generate = cached_generate(decode, plan.generation_cache)
         try:
             run = run_evaluation(generate, judge, plan.benchmarks, list(plan.adapters), options, refusal_judge)
         except ValueError as error:
             raise click.UsageError(str(error)) from error
+        if plan.generation_cache is not None:
+            cache = generate.cache  # type: ignore[attr-defined]
+            click.echo(f"generation cache: {cache.hits} prompts from {plan.generation_cache}, {cache.misses} decoded")
     for used in (judge, refusal_judge):
         if used is not None:
             used.close()
