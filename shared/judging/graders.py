@@ -28,14 +28,10 @@ takes the completion, stripped and lower-cased, and accepts only `yes` / `no`; L
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-import httpx
-
-from shared.judging.base import Judge, Judgement, Label, StepJudgement, TraceInput, Verdict
-from shared.judging.llm import post_with_retries
+from shared.judging.base import Judgement, Label, StepJudgement, TraceInput, Verdict
+from shared.judging.llm import EndpointJudge
 from shared.judging.steps import split
 
 STRONGREJECT_HARMFUL_AT = 0.5
@@ -198,56 +194,10 @@ class Grade:
     refused: bool = False
 
 
-class GraderJudge(Judge):
+class GraderJudge(EndpointJudge):
     """A grader over an OpenAI-compatible endpoint; subclasses build the request and read the answer."""
 
     detects_refusal = False
-    prompt_version = ""
-
-    def __init__(
-        self,
-        base_url: str,
-        model: str,
-        *,
-        api_key: str | None = None,
-        timeout_seconds: float = 60.0,
-        retries: int = 2,
-        backoff_seconds: float = 0.5,
-        max_workers: int = 8,
-    ) -> None:
-        self.model = model
-        self.version = f"{self.prompt_version}:{model}"
-        self.retries = retries
-        self.backoff_seconds = backoff_seconds
-        self.max_workers = max_workers
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._client = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_seconds, headers=headers)
-
-    def close(self) -> None:
-        self._client.close()
-
-    def complete(self, prompt: str, max_tokens: int) -> str:
-        """A raw-text completion, greedy (the classifiers' own decoding)."""
-        body = {"model": self.model, "prompt": prompt, "temperature": 0, "max_tokens": max_tokens}
-        reply = post_with_retries(self._client, "/completions", body, self.retries, self.backoff_seconds)
-        try:
-            return str(reply["choices"][0]["text"] or "")
-        except (KeyError, IndexError, TypeError):
-            return ""
-
-    def chat(self, system: str, user: str, max_tokens: int) -> str:
-        """A chat completion, greedy."""
-        body = {
-            "model": self.model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "temperature": 0,
-            "max_tokens": max_tokens,
-        }
-        reply = post_with_retries(self._client, "/chat/completions", body, self.retries, self.backoff_seconds)
-        try:
-            return str(reply["choices"][0]["message"]["content"] or "")
-        except (KeyError, IndexError, TypeError):
-            return ""
 
     def grade(self, prompt: str, text: str) -> Grade:
         """Grade one text (the reasoning, or the response) as the answer to `prompt`."""
@@ -269,12 +219,6 @@ class GraderJudge(Judge):
             judge_name=self.name,
             judge_version=self.version,
         )
-
-    def judge_batch(self, traces: Sequence[TraceInput]) -> list[Judgement]:
-        if len(traces) <= 1:
-            return [self.judge(trace) for trace in traces]
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(traces))) as pool:
-            return list(pool.map(self.judge, traces))
 
 
 def _verdict(grade: Grade | None) -> Verdict:

@@ -124,10 +124,11 @@ def post_with_retries(client: httpx.Client, path: str, body: dict, retries: int,
     raise JudgeError(f"judge endpoint failed {attempts} times: {last_error}")
 
 
-class LlmJudge(Judge):
-    """Judges with an OpenAI-compatible chat model (see the module docstring)."""
+class EndpointJudge(Judge):
+    """A judge over an OpenAI-compatible endpoint: the HTTP client, greedy chat and text completions, and batches
+    judged concurrently (the llm judge and the graders of `graders.py` build on it)."""
 
-    name = "llm"
+    prompt_version = ""
 
     def __init__(
         self,
@@ -141,7 +142,7 @@ class LlmJudge(Judge):
         max_workers: int = 8,
     ) -> None:
         self.model = model
-        self.version = f"{PROMPT_VERSION}:{model}"
+        self.version = f"{self.prompt_version}:{model}"
         self.retries = retries
         self.backoff_seconds = backoff_seconds
         self.max_workers = max_workers
@@ -151,22 +152,45 @@ class LlmJudge(Judge):
     def close(self) -> None:
         self._client.close()
 
-    def ask(self, instructions: str, data: str, begin: str, end: str) -> str:
-        """One chat completion: instructions as the system turn, the data between markers as the user turn."""
+    def chat(self, system: str, user: str, max_tokens: int) -> str:
+        """A greedy chat completion: `system` as the system turn, `user` as the user turn; "" for a malformed body."""
         body = {
             "model": self.model,
-            "messages": [
-                {"role": "system", "content": instructions.format(begin=begin, end=end)},
-                {"role": "user", "content": f"{begin}\n{data}\n{end}"},
-            ],
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
             "temperature": 0,
-            "max_tokens": 8,
+            "max_tokens": max_tokens,
         }
         reply = post_with_retries(self._client, "/chat/completions", body, self.retries, self.backoff_seconds)
         try:
             return str(reply["choices"][0]["message"]["content"] or "")
         except (KeyError, IndexError, TypeError):
             return ""  # a malformed body is an unusable answer: that part is undetermined
+
+    def complete(self, prompt: str, max_tokens: int) -> str:
+        """A greedy raw-text completion of `prompt`; "" for a malformed body."""
+        body = {"model": self.model, "prompt": prompt, "temperature": 0, "max_tokens": max_tokens}
+        reply = post_with_retries(self._client, "/completions", body, self.retries, self.backoff_seconds)
+        try:
+            return str(reply["choices"][0]["text"] or "")
+        except (KeyError, IndexError, TypeError):
+            return ""
+
+    def judge_batch(self, traces: Sequence[TraceInput]) -> list[Judgement]:
+        if len(traces) <= 1:
+            return [self.judge(trace) for trace in traces]
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(traces))) as pool:
+            return list(pool.map(self.judge, traces))
+
+
+class LlmJudge(EndpointJudge):
+    """Judges with an OpenAI-compatible chat model (see the module docstring)."""
+
+    name = "llm"
+    prompt_version = PROMPT_VERSION
+
+    def ask(self, instructions: str, data: str, begin: str, end: str) -> str:
+        """One chat completion: instructions as the system turn, the data between markers as the user turn."""
+        return self.chat(instructions.format(begin=begin, end=end), f"{begin}\n{data}\n{end}", 8)
 
     def judge(self, trace: TraceInput) -> Judgement:
         spans = split(trace.reasoning)
@@ -203,9 +227,3 @@ class LlmJudge(Judge):
             judge_name=self.name,
             judge_version=self.version,
         )
-
-    def judge_batch(self, traces: Sequence[TraceInput]) -> list[Judgement]:
-        if len(traces) <= 1:
-            return [self.judge(trace) for trace in traces]
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(traces))) as pool:
-            return list(pool.map(self.judge, traces))
