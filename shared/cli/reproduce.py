@@ -45,8 +45,8 @@ EVAL_BENCHMARKS = ("jbb", "strongreject", "xstest-safe", "xstest-unsafe", "gsm8k
 DECONTAMINATE_AGAINST = ("jbb", "strongreject", "harmbench-test", "xstest-safe", "xstest-unsafe")
 # The paper's over-refusal set when the data folder has it, else the built-in look-alikes; neither is evaluated on.
 BENIGN_SETS = ("star-benign-915", "demo-benign")
-# Reasoning budget: SmolLM2 turns (or not) within its first few sentences, which 256 tokens cover with room for the
-# continuation after the trigger; 64 (the demo's) cut a third of the traces before the cue.
+# Reasoning budget: long enough that a trace is not cut before it turns toward complying and that a continuation has
+# room to change course after the trigger (the demo's 64 tokens are a few sentences; the service's default is 512).
 REASONING_TOKENS = 256
 RESPONSE_TOKENS = 128
 OVER_REFUSAL_FRACTION = 0.25
