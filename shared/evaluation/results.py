@@ -49,14 +49,19 @@ class RunInfo:
     problems: list[str] = field(default_factory=list)
 
 
+def _n(record: dict[str, Any], key: str) -> int:
+    """An int64 of a job in protobuf JSON (written as a string)."""
+    return int(record.get(key, 0) or 0)
+
+
 def _job_lines(job: dict[str, Any]) -> list[str]:
     rounds = ", ".join(
-        f"round {r.get('round', 0)}: {r.get('succeeded', 0)}/{r.get('tried', 0)}" for r in job.get("rounds", [])
+        f"round {_n(r, 'round')}: {_n(r, 'succeeded')}/{_n(r, 'tried')}" for r in job.get("rounds", [])
     )
     lines = [
-        f"- **{job.get('name', '')}**: {job.get('prompts', 0)} prompts, {job.get('rolloutsGenerated', 0)} rollouts, "
-        f"{job.get('rolloutsUnsafe', 0)} unsafe, {job.get('interventionsTried', 0)} intervened, "
-        f"{job.get('continuationsGenerated', 0)} continuations, {job.get('pairsCreated', 0)} pairs"
+        f"- **{job.get('name', '')}**: {_n(job, 'prompts')} prompts, {_n(job, 'rolloutsGenerated')} rollouts, "
+        f"{_n(job, 'rolloutsUnsafe')} unsafe, {_n(job, 'interventionsTried')} intervened, "
+        f"{_n(job, 'continuationsGenerated')} continuations, {_n(job, 'pairsCreated')} pairs"
         + (f"; made safe by round (rollouts made safe / intervened on): {rounds}" if rounds else ""),
     ]
     if job.get("noPairReasons"):
@@ -111,7 +116,7 @@ def render_results(info: RunInfo) -> str:
     for job in info.jobs:
         lines += _job_lines(job)
     pairs = info.pairs
-    harmful_prompts = next((j.get("prompts", 0) for j in info.jobs if "over-refusal" not in j.get("name", "")), 0)
+    harmful_prompts = next((_n(j, "prompts") for j in info.jobs if "over-refusal" not in j.get("name", "")), 0)
     generations = pairs.get("generations", 0)
     per_prompt = generations / harmful_prompts if harmful_prompts else 0.0
     kinds = ", ".join(f"{k} {v}" for k, v in sorted(pairs.get("by_kind", {}).items()))
