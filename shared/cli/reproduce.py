@@ -129,10 +129,14 @@ def _eval_judge(requested: str | None, pairs_judge: str, llm_url: str | None) ->
             "strongreject (StrongREJECT's rubric on the --llm-url endpoint; its refusal item for XSTest)",
         )
     other = "rules" if pairs_judge != "rules" else "classifier"
+    weakness = {
+        "rules": "the rules judge matches phrases and misses paraphrased compliance (its harm rates are lower bounds)",
+        "classifier": "the classifier judge is a small head on sentence embeddings trained on our own labelled corpus",
+    }[other]
     return other, (
         f"{other}: no grader endpoint was given, so the best available judge other than the one that built the "
-        f"pairs ({pairs_judge}). It is weak: the rules judge matches phrases and misses paraphrased compliance, so "
-        "its harm rates are lower bounds; pass --llm-url/--llm-model (a strong chat model) for StrongREJECT's rubric"
+        f"pairs ({pairs_judge}). It is weak: {weakness}; pass --llm-url/--llm-model (a strong chat model) for "
+        "StrongREJECT's rubric"
     )
 
 
