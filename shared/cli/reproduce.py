@@ -432,7 +432,8 @@ def _write_results(
     info = RunInfo(
         command=command,
         machine=machine(),
-        seconds={**state.data["seconds"], "whole command (this invocation)": seconds},
+        seconds=dict(state.data["seconds"]),
+        invocation_seconds=seconds,
         config=state.data["config"],
         jobs=jobs,
         pairs={
@@ -448,7 +449,9 @@ def _write_results(
             "prompts": pairs_record.get("prompts", 0),
             "dropped": pairs_record.get("prompts", 0) - pairs_record.get("kept", 0),
             "by_set": pairs_record.get("decontamination"),
-            "trainer_check": "no overlap (it stops training on any)",
+            "trainer_check": "passed (training stops on any overlap)"
+            if (state.done("train") or {}).get("adapter")
+            else "not run (nothing was trained)",
         },
         evaluation=document,
         plots=[str(plot) for plot in files.plots],

@@ -47,6 +47,8 @@ class RunInfo:
     plots: list[str]
     judges: dict[str, str]
     problems: list[str] = field(default_factory=list)
+    # Wall time of the invocation that wrote the page (the stages' times add up every invocation's share).
+    invocation_seconds: float = 0.0
 
 
 def _n(record: dict[str, Any], key: str) -> int:
@@ -55,9 +57,7 @@ def _n(record: dict[str, Any], key: str) -> int:
 
 
 def _job_lines(job: dict[str, Any]) -> list[str]:
-    rounds = ", ".join(
-        f"round {_n(r, 'round')}: {_n(r, 'succeeded')}/{_n(r, 'tried')}" for r in job.get("rounds", [])
-    )
+    rounds = ", ".join(f"round {_n(r, 'round')}: {_n(r, 'succeeded')}/{_n(r, 'tried')}" for r in job.get("rounds", []))
     lines = [
         f"- **{job.get('name', '')}**: {_n(job, 'prompts')} prompts, {_n(job, 'rolloutsGenerated')} rollouts, "
         f"{_n(job, 'rolloutsUnsafe')} unsafe, {_n(job, 'interventionsTried')} intervened, "
@@ -94,7 +94,8 @@ def render_results(info: RunInfo) -> str:
         f"torch {m.get('torch', '?')}; load average at the end {m.get('load_average')}",
         "- wall time: "
         + ", ".join(f"{stage} {seconds:.0f} s" for stage, seconds in info.seconds.items())
-        + f"; total {total:.0f} s ({total / 60:.1f} min)",
+        + f"; total {total:.0f} s ({total / 60:.1f} min) over every invocation; the last one took "
+        f"{info.invocation_seconds:.0f} s",
         "",
         "## Settings",
         "",
@@ -110,8 +111,7 @@ def render_results(info: RunInfo) -> str:
         "",
         f"- decontamination: {info.decontamination.get('dropped', 0)} of {info.decontamination.get('prompts', 0)} "
         f"training prompts dropped for overlapping an evaluation set ({info.decontamination.get('by_set') or 'none'}); "
-        "the trainer's own check found "
-        f"{info.decontamination.get('trainer_check', 'nothing')}",
+        f"the trainer's own check on the pairs: {info.decontamination.get('trainer_check', 'not run')}",
     ]
     for job in info.jobs:
         lines += _job_lines(job)
@@ -119,7 +119,7 @@ def render_results(info: RunInfo) -> str:
     harmful_prompts = next((_n(j, "prompts") for j in info.jobs if "over-refusal" not in j.get("name", "")), 0)
     generations = pairs.get("generations", 0)
     per_prompt = generations / harmful_prompts if harmful_prompts else 0.0
-    kinds = ", ".join(f"{k} {v}" for k, v in sorted(pairs.get("by_kind", {}).items()))
+    kinds = ", ".join(f"{k} {v}" for k, v in sorted(pairs.get("by_kind", {}).items())) or "none"
     lines += [
         f"- pairs: {pairs.get('total', 0)} ({kinds}), from {pairs.get('rollouts', 0)} rollouts, "
         f"at most {pairs.get('max_per_rollout', 0)} per rollout",

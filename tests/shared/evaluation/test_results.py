@@ -34,7 +34,7 @@ def test_the_page_has_every_section_and_the_generation_count() -> None:
         problems=["xstest-safe compliance (base): 1 of 2 undetermined"],
     )
     page = render_results(info)
-    assert "total 120 s (2.0 min)" in page
+    assert "total 120 s (2.0 min) over every invocation" in page
     assert "4 prompts, 4 rollouts, 3 unsafe, 2 intervened, 12 continuations, 2 pairs" in page
     assert "round 1: 2/2" in page and "over_cap 3" in page
     assert "generations per harmful prompt: 4.00" in page
