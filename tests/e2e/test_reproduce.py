@@ -50,7 +50,7 @@ def test_reproduce_resumes_and_writes_the_results_page(tmp_path: Path, monkeypat
     assert third.exit_code == 0, third.output
     assert ", 0 decoded" in third.output
 
-    other = [("3" if previous == "--eval-limit" else value) for previous, value in zip(["", *TINY], TINY, strict=True)]
+    other = [("3" if i and TINY[i - 1] == "--eval-limit" else value) for i, value in enumerate(TINY)]
     changed = CliRunner().invoke(cli, ["reproduce", *other])
     assert changed.exit_code != 0 and "holds a run with other settings (eval_limit)" in changed.output
     for prompt in load_prompts("star1", limit=2, seed=0):
