@@ -10,7 +10,7 @@ BUF := $(TOOLS)/node_modules/.bin/buf
 PYTEST_ARGS ?=
 EXTRAS := ml,test,judge,generation,intervention,deploy,eval,tracing
 
-.PHONY: install tools vllm protos lint test test-fast image-check bench demo clean
+.PHONY: install tools vllm protos lint test test-fast image-check bench demo reproduce clean
 
 install: $(STAMP)
 
@@ -58,6 +58,10 @@ bench: install
 
 demo: install
 	$(VENV)/bin/intervene demo
+
+# The paper's protocol on the embedded default (hours on a CPU; REPRODUCE_ARGS=... passes options, e.g. sizes).
+reproduce: install
+	$(VENV)/bin/intervene reproduce $(REPRODUCE_ARGS)
 
 clean:
 	$(VENV)/bin/intervene down 2>/dev/null || true

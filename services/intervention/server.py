@@ -108,7 +108,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         jobs,
         queue(CONTINUATION_REQUESTED, client),
         pair_queue,
-        PipelineConfig(tuple(triggers), pool.label, settings.reasoning_close),
+        PipelineConfig(tuple(triggers), pool.label, settings.reasoning_close, settings.checks()),
     )
     pairstore = _channel(settings.pairstore_address, settings) if settings.pairstore_address else None
     runner = SafeRolloutRunner(
@@ -116,6 +116,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         _channel(settings.judge_address, settings),
         pool.label,
         settings.reasoning_close,
+        settings.checks(),
     )
 
     def store_pairs(pairs: list[common_pb2.Pair]) -> None:

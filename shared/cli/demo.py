@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -244,15 +245,23 @@ def _generate_pairs(
     out: Path,
     fmt: str,
     keep: bool,
+    job_ids: list[str] | None = None,
+    on_submitted: Callable[[list[str]], None] | None = None,
 ) -> tuple[list[common_pb2.Job], int]:
-    """Start the local stack, run the jobs, export their pairs and stop the stack (unless `keep`)."""
+    """Start the local stack, run the jobs, export their pairs and stop the stack (unless `keep`).
+
+    With `job_ids` (jobs submitted by an earlier, interrupted run whose Redis data is in `folder`), follows those
+    instead of submitting; `on_submitted` gets the ids as soon as the jobs exist, so a killed run can resume them.
+    """
+    if job_ids:
+        local.down(folder)  # a killed run leaves its stack up; Redis (AOF) keeps the jobs across the restart
     click.echo(f"starting the local stack in {folder} ...")
     try:
         local.up(folder, env=env, on_started=lambda name, address: click.echo(f"  {name:<13} SERVING  {address}"))
     except RuntimeError as error:
         raise click.ClickException(str(error)) from None
     try:
-        jobs = _run_jobs(requests)
+        jobs = _run_jobs(requests, job_ids, on_submitted)
         for job in jobs:
             click.echo(stage_table(job))
         count = _export(jobs, out, fmt)
@@ -263,27 +272,32 @@ def _generate_pairs(
             click.echo("stopped: " + ", ".join(local.down(folder)))
 
 
-def _train(pairs: Path, count: int, output_dir: Path, steps: int, seed: int) -> tuple[Path | None, Path | None]:
-    """A short suffix-DPO LoRA run on the demo's pairs, in this process; (adapter folder, metrics) or (None, None)."""
+def _train(
+    pairs: Path, count: int, output_dir: Path, steps: int, seed: int, **overrides: object
+) -> tuple[Path | None, Path | None]:
+    """A short suffix-DPO LoRA run on the demo's pairs, in this process; (adapter folder, metrics) or (None, None).
+
+    `overrides` replace the demo's trainer settings (`intervene reproduce` passes its own)."""
     if count == 0:
         click.echo("no pairs to train on: skipping training (the evaluation covers the base model only)")
         return None, None
     from shared.config.trainer import TrainerSettings
     from shared.training.loop import TrainingInputError, preflight, run
 
-    settings = TrainerSettings(
-        pairs_file=pairs,
-        output_dir=output_dir,
-        adapter_name="demo-policy-v1",
-        max_steps=steps,
+    fields: dict[str, object] = {
+        "pairs_file": pairs,
+        "output_dir": output_dir,
+        "adapter_name": "demo-policy-v1",
+        "max_steps": steps,
         # Few pairs: small batches so that one step fits them; a LoRA learning rate that moves in a dozen steps.
-        batch_size=min(2, count),
-        grad_accumulation=1,
-        learning_rate=2e-4,
-        warmup_steps=1,
-        checkpoint_every=steps,
-        seed=seed,
-    )
+        "batch_size": min(2, count),
+        "grad_accumulation": 1,
+        "learning_rate": 2e-4,
+        "warmup_steps": 1,
+        "checkpoint_every": steps,
+        "seed": seed,
+    }
+    settings = TrainerSettings(**{**fields, **overrides})
     click.echo(f"training a LoRA adapter on {count} pairs ({steps} suffix-DPO steps) in {output_dir} ...")
     began = time.monotonic()
     try:
@@ -296,15 +310,23 @@ def _train(pairs: Path, count: int, output_dir: Path, steps: int, seed: int) -> 
     return result.adapter_dir, result.metrics_path
 
 
-def _run_jobs(requests: list[intervention_pb2.SubmitPromptsRequest]) -> list[common_pb2.Job]:
+def _run_jobs(
+    requests: list[intervention_pb2.SubmitPromptsRequest],
+    job_ids: list[str] | None = None,
+    on_submitted: Callable[[list[str]], None] | None = None,
+) -> list[common_pb2.Job]:
     with open_channel("intervention", None, None) as channel:
         stub = intervention_pb2_grpc.InterventionServiceStub(channel)
         try:
-            ids = []
-            for request in requests:
+            ids = list(job_ids or [])
+            if ids:
+                click.echo(f"resuming jobs {', '.join(ids)}")
+            for request in requests if not ids else []:
                 reply = stub.SubmitPrompts(request, timeout=60)
                 click.echo(f"submitted {request.name}: job {reply.job_id}, {reply.prompts} prompts")
                 ids.append(reply.job_id)
+            if on_submitted is not None:
+                on_submitted(ids)
             jobs = []
             for job_id, request in zip(ids, requests, strict=True):
                 click.echo(f"following {request.name}:")

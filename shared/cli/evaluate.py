@@ -23,13 +23,15 @@ import click
 
 from shared.cli.judge import _llm_options, _options
 from shared.datasets import DatasetError, resolve_data_dir
-from shared.evaluation.aggregate import POLICIES, Bootstrap
+from shared.evaluation.aggregate import INTERVAL_METHODS, POLICIES, Bootstrap
 from shared.evaluation.benchmarks import DEFAULT_BENCHMARKS, Benchmark, BenchmarkSpec, load_benchmark, parse_benchmark
 from shared.evaluation.report import JudgeRef, ReportContext
+from shared.judging.registry import BACKENDS, GRADER_BACKENDS
 from shared.protos.intervene.v1 import common_pb2
 from shared.stack.state import run_dir
 
 DEFAULT_LIMIT = 100
+JUDGE_CHOICES = (*BACKENDS, *GRADER_BACKENDS)
 
 
 @dataclass(frozen=True)
@@ -42,6 +44,8 @@ class EvalPlan:
     judge_backend: str
     judge_options: Any
     out_dir: Path
+    # The judge of the compliance and refusal sets, when not `judge_backend` (which may not detect refusals).
+    refusal_judge_backend: str | None = None
     model: str | None = None
     device: str = "auto"
     batch_size: int = 16
@@ -56,6 +60,8 @@ class EvalPlan:
     token_file: Path | None = None
     notes: tuple[str, ...] = ()
     progress: bool = True
+    # A folder where each decoded prompt is kept, so that an interrupted evaluation resumes where it stopped.
+    generation_cache: Path | None = None
 
 
 def load_benchmarks(
@@ -160,6 +166,12 @@ def execute(plan: EvalPlan) -> tuple[dict[str, Any], Any]:
         judge = make_judge(plan.judge_backend, plan.judge_options) if needs_judge else None
     except (ValueError, FileNotFoundError, RuntimeError) as error:
         raise click.UsageError(f"--judge {plan.judge_backend}: {error}") from error
+    refusal_judge = None
+    if plan.refusal_judge_backend and needs_judge:
+        try:
+            refusal_judge = make_judge(plan.refusal_judge_backend, plan.judge_options)
+        except (ValueError, FileNotFoundError, RuntimeError) as error:
+            raise click.UsageError(f"--refusal-judge {plan.refusal_judge_backend}: {error}") from error
     # The pairs are read before the model runs, so that a bad file fails at once.
     context = ReportContext(
         judge_backend=plan.judge_backend if needs_judge else "",
@@ -174,10 +186,22 @@ def execute(plan: EvalPlan) -> tuple[dict[str, Any], Any]:
         warnings=overlap_warnings(plan.pairs_file, plan.benchmarks) if plan.pairs_file else (),
     )
     options = RunOptions(plan.sampling, plan.batch_size, plan.include_text, plan.progress)
-    with _generator(plan) as generate:
-        run = run_evaluation(generate, judge, plan.benchmarks, list(plan.adapters), options)
-    if judge is not None:
-        judge.close()
+    with _generator(plan) as decode:
+        generate = decode
+        if plan.generation_cache is not None:
+            from shared.evaluation.cache import cached_generate
+
+            generate = cached_generate(decode, plan.generation_cache)
+        try:
+            run = run_evaluation(generate, judge, plan.benchmarks, list(plan.adapters), options, refusal_judge)
+        except ValueError as error:
+            raise click.UsageError(str(error)) from error
+        if plan.generation_cache is not None:
+            cache = generate.cache  # type: ignore[attr-defined]
+            click.echo(f"generation cache: {cache.hits} prompts from {plan.generation_cache}, {cache.misses} decoded")
+    for used in (judge, refusal_judge):
+        if used is not None:
+            used.close()
     document = build_document(run, context)
     files = write_report(document, plan.out_dir, job=plan.job, training_log=plan.training_log)
     return document, files
@@ -310,10 +334,17 @@ def print_summary(document: dict[str, Any], files: Any) -> None:
 @click.option(
     "--judge",
     "judge_backend",
-    type=click.Choice(["classifier", "rules", "llm"]),
+    type=click.Choice(JUDGE_CHOICES),
     default="classifier",
     show_default=True,
-    help="Judge back end that scores harm and refusal.",
+    help="Judge back end that scores harm and refusal; strongreject, harmbench and llamaguard are the published "
+    "graders over --llm-url / --llm-model.",
+)
+@click.option(
+    "--refusal-judge",
+    type=click.Choice(JUDGE_CHOICES),
+    help="Judge of the XSTest compliance/refusal sets (needed with harmbench or llamaguard, which do not detect "
+    "refusals).",
 )
 @click.option("--patterns", default=None, help="Rules pattern set of the rules judge.")
 @click.option("--judge-model", type=click.Path(path_type=Path, dir_okay=False), help="Classifier judge model file.")
@@ -325,6 +356,13 @@ def print_summary(document: dict[str, Any], files: Any) -> None:
     default="worst",
     show_default=True,
     help="Undetermined verdicts: counted as the worst outcome, or left out of the rates.",
+)
+@click.option(
+    "--intervals",
+    type=click.Choice(INTERVAL_METHODS),
+    default="wilson",
+    show_default=True,
+    help="Wilson score intervals (Newcombe's paired interval for Δ), or the percentile bootstrap.",
 )
 @click.option(
     "--resamples", type=click.IntRange(min=1000), default=2000, show_default=True, help="Bootstrap resamples."
@@ -369,6 +407,7 @@ def evaluate(
     batch_size: int,
     device: str,
     judge_backend: str,
+    refusal_judge: str | None,
     patterns: str | None,
     judge_model: Path | None,
     encoder: str | None,
@@ -378,6 +417,7 @@ def evaluate(
     llm_timeout: float,
     llm_retries: int,
     undetermined: str,
+    intervals: str,
     resamples: int,
     pairs_file: Path | None,
     job_file: Path | None,
@@ -413,6 +453,7 @@ def evaluate(
             seed=seed,
         ),
         judge_backend=judge_backend,
+        refusal_judge_backend=refusal_judge,
         judge_options=_options(
             rules_patterns=patterns,
             classifier_model=judge_model,
@@ -428,7 +469,7 @@ def evaluate(
         device=device,
         batch_size=batch_size,
         policy=undetermined,
-        bootstrap=Bootstrap(resamples=resamples, seed=seed),
+        bootstrap=Bootstrap(resamples=resamples, seed=seed, method=intervals),
         sample={"limit": limit, "seed": seed, "data_dir": str(resolve_data_dir(data_dir))},
         pairs_file=pairs_file,
         job=read_job(job_file) if job_file else None,

@@ -10,6 +10,7 @@ from shared.cli.evaluate import evaluate
 from shared.cli.judge import judge
 from shared.cli.pairs import pairs
 from shared.cli.queues import queues
+from shared.cli.reproduce import reproduce
 from shared.cli.rollout import rollout
 from shared.cli.serve import serve
 from shared.cli.stack import down, status, up
@@ -30,3 +31,4 @@ cli.add_command(judge)
 cli.add_command(train)
 cli.add_command(rollout)
 cli.add_command(submit)
+cli.add_command(reproduce)

@@ -77,6 +77,11 @@ def stage_table(job: common_pb2.Job) -> str:
         lines.append(f"  round {stats.round}: {stats.succeeded:>5} / {stats.tried:<5} {share}")
     if job.no_pair_reasons:
         lines.append("no pair, by reason: " + ", ".join(f"{k} {v}" for k, v in sorted(job.no_pair_reasons.items())))
+    if job.pairs_dropped:
+        lines.append(
+            "safe branches dropped by the pair checks: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(job.pairs_dropped.items()))
+        )
     return "\n".join(lines)
 
 

@@ -7,6 +7,7 @@ from pathlib import Path
 from pydantic import Field, model_validator
 
 from shared.config.base import ServiceSettings
+from shared.intervention.checks import DEFAULT_MAX_PAIRS_PER_ROLLOUT, DEFAULT_MAX_SIMILARITY, PairChecks
 from shared.intervention.decisions import DEFAULT_REASONING_CLOSE
 
 
@@ -45,6 +46,29 @@ class InterventionSettings(ServiceSettings):
     )
     max_rounds: int = Field(1, ge=1, description="Default intervention rounds per rollout (the paper trains with one).")
     limit_rounds: int = Field(5, ge=1, description="Most rounds a request may ask for.")
+    pair_checks: bool = Field(
+        True,
+        description="Check each pair before it is stored: the rejected side is no refusal, the chosen side turned "
+        "(no cue after the trigger, not a near-copy of the rejected), at most `max_pairs_per_rollout` per rollout.",
+    )
+    pair_max_similarity: float = Field(
+        DEFAULT_MAX_SIMILARITY,
+        gt=0,
+        le=1,
+        description="A safe branch whose text after the trigger has this word-level similarity (difflib ratio) or "
+        "more to the rejected suffix makes no pair: it said the trigger and carried on as before.",
+    )
+    max_pairs_per_rollout: int = Field(
+        DEFAULT_MAX_PAIRS_PER_ROLLOUT,
+        ge=0,
+        description="Pairs kept per intervened rollout, the first safe branches in trigger-pool order (the paper "
+        "keeps the first); 0 keeps every safe branch.",
+    )
+
+    def checks(self) -> PairChecks:
+        """The pair checks these settings ask for."""
+        return PairChecks(self.pair_checks, self.pair_max_similarity, self.max_pairs_per_rollout)
+
     reasoning_close: str = Field(
         DEFAULT_REASONING_CLOSE,
         description="Text between reasoning and response in pairs' suffixes (the generation service's forced_close).",

@@ -22,7 +22,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from shared.evaluation.stats import DEFAULT_CONFIDENCE, DEFAULT_RESAMPLES, Interval, bootstrap_mean, paired_difference
+from shared.evaluation.stats import (
+    DEFAULT_CONFIDENCE,
+    DEFAULT_RESAMPLES,
+    Interval,
+    bootstrap_mean,
+    mcnemar_exact,
+    newcombe_paired,
+    paired_difference,
+    wilson,
+)
 from shared.judging.base import Judgement, Verdict
 
 
@@ -102,23 +111,33 @@ def outcome_values(outcomes: Sequence[Outcome], metric: str, policy: str) -> lis
     return values
 
 
+INTERVAL_METHODS = ("wilson", "bootstrap")
+
+
 @dataclass(frozen=True)
 class Bootstrap:
-    """How intervals are drawn."""
+    """How intervals are drawn: `wilson` (default: Wilson score for rates, Newcombe's paired score interval for
+    differences) or `bootstrap` (percentile bootstrap of both, `resamples` seeded draws)."""
 
     resamples: int = DEFAULT_RESAMPLES
     seed: int = 0
     confidence: float = DEFAULT_CONFIDENCE
+    method: str = "wilson"
+
+    def __post_init__(self) -> None:
+        if self.method not in INTERVAL_METHODS:
+            raise ValueError(f"unknown interval method {self.method!r}: choose one of {', '.join(INTERVAL_METHODS)}")
 
 
 def summarize(outcomes: Sequence[Outcome], metric: str, policy: str, bootstrap: Bootstrap) -> dict[str, Any]:
     """The rate of `metric` with its interval, the item count and how many were undetermined."""
-    interval = bootstrap_mean(
-        outcome_values(outcomes, metric, policy),
-        resamples=bootstrap.resamples,
-        seed=bootstrap.seed,
-        confidence=bootstrap.confidence,
-    )
+    values = outcome_values(outcomes, metric, policy)
+    if bootstrap.method == "wilson":
+        interval = wilson(values, confidence=bootstrap.confidence)
+    else:
+        interval = bootstrap_mean(
+            values, resamples=bootstrap.resamples, seed=bootstrap.seed, confidence=bootstrap.confidence
+        )
     return {**interval.as_dict(), "items": len(outcomes), "undetermined": sum(o is None for o in outcomes)}
 
 
@@ -129,7 +148,8 @@ def difference(
     policy: str,
     bootstrap: Bootstrap,
 ) -> Interval:
-    """treatment - baseline over the same prompts (item i of both is one prompt), with a paired bootstrap interval.
+    """treatment - baseline over the same prompts (item i of both is one prompt), with a paired interval (Newcombe's,
+    or the paired bootstrap); `mcnemar_p` gives the exact McNemar p-value of the same pairs.
 
     Under `exclude`, a prompt undetermined for either model is left out of the pair.
     """
@@ -140,10 +160,22 @@ def difference(
     pairs = list(zip(treatment, baseline, strict=True))
     if policy == "exclude":
         pairs = [(t, b) for t, b in pairs if t is not None and b is not None]
+    treated = outcome_values([t for t, _ in pairs], metric, policy)
+    base = outcome_values([b for _, b in pairs], metric, policy)
+    if bootstrap.method == "wilson":
+        return newcombe_paired(treated, base, confidence=bootstrap.confidence)
     return paired_difference(
-        outcome_values([t for t, _ in pairs], metric, policy),
-        outcome_values([b for _, b in pairs], metric, policy),
-        resamples=bootstrap.resamples,
-        seed=bootstrap.seed,
-        confidence=bootstrap.confidence,
+        treated, base, resamples=bootstrap.resamples, seed=bootstrap.seed, confidence=bootstrap.confidence
+    )
+
+
+def mcnemar_p(treatment: Sequence[Outcome], baseline: Sequence[Outcome], metric: str, policy: str) -> float | None:
+    """The exact McNemar p-value of treatment vs baseline over the same prompts (None without prompts)."""
+    pairs = list(zip(treatment, baseline, strict=True))
+    if policy == "exclude":
+        pairs = [(t, b) for t, b in pairs if t is not None and b is not None]
+    if not pairs:
+        return None
+    return mcnemar_exact(
+        outcome_values([t for t, _ in pairs], metric, policy), outcome_values([b for _, b in pairs], metric, policy)
     )

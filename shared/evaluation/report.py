@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from shared.evaluation.aggregate import HIGHER_IS_BETTER, Bootstrap, difference, summarize
+from shared.evaluation.aggregate import HIGHER_IS_BETTER, Bootstrap, difference, mcnemar_p, summarize
 from shared.evaluation.runner import BASE, EvaluationRun
 
 FORMAT = "intervene-eval/1"
@@ -73,6 +73,9 @@ def build_document(run: EvaluationRun, context: ReportContext) -> dict[str, Any]
     judge = JudgeRef(run.judge_name, run.judge_version)
     judged = any(b.benchmark.spec.kind.judged for b in run.benchmarks)
     warnings = judge_warnings(judge, context.pairs_judges, context.pairs_source) if judged else []
+    if run.refusal_judge_name:
+        refusal_judge = JudgeRef(run.refusal_judge_name, run.refusal_judge_version)
+        warnings += judge_warnings(refusal_judge, context.pairs_judges, context.pairs_source)
     warnings += context.warnings
     benchmarks = {}
     for bench in run.benchmarks:
@@ -86,16 +89,14 @@ def build_document(run: EvaluationRun, context: ReportContext) -> dict[str, Any]
                 for metric in spec.kind.metrics
             }
         for label in run.models[1:]:
-            differences[label] = {
-                metric: difference(
-                    [r.outcomes[metric] for r in bench.results[label]],
-                    [r.outcomes[metric] for r in bench.results[BASE]],
-                    metric,
-                    context.policy,
-                    context.bootstrap,
-                ).as_dict()
-                for metric in spec.kind.metrics
-            }
+            differences[label] = {}
+            for metric in spec.kind.metrics:
+                treated = [r.outcomes[metric] for r in bench.results[label]]
+                base = [r.outcomes[metric] for r in bench.results[BASE]]
+                differences[label][metric] = {
+                    **difference(treated, base, metric, context.policy, context.bootstrap).as_dict(),
+                    "mcnemar_p": mcnemar_p(treated, base, metric, context.policy),
+                }
         benchmarks[spec.name] = {
             "kind": spec.kind.value,
             "dataset": spec.dataset,
@@ -115,6 +116,9 @@ def build_document(run: EvaluationRun, context: ReportContext) -> dict[str, Any]
         "models": run.models,
         "adapters": context.adapters,
         "judge": {"backend": context.judge_backend, "name": run.judge_name, "version": run.judge_version},
+        "refusal_judge": {"name": run.refusal_judge_name, "version": run.refusal_judge_version}
+        if run.refusal_judge_name
+        else None,
         "pairs_judges": [{"name": j.name, "version": j.version} for j in context.pairs_judges],
         "warnings": warnings,
         "notes": list(context.notes),
@@ -122,7 +126,7 @@ def build_document(run: EvaluationRun, context: ReportContext) -> dict[str, Any]
         "sample": context.sample,
         "undetermined_policy": context.policy,
         "bootstrap": {
-            "method": "percentile",
+            "method": context.bootstrap.method,
             "resamples": context.bootstrap.resamples,
             "confidence": context.bootstrap.confidence,
             "seed": context.bootstrap.seed,
@@ -148,14 +152,28 @@ def render_markdown(document: dict[str, Any]) -> str:
     bootstrap = document["bootstrap"]
     confidence = round(100 * bootstrap["confidence"])
     policy = "counted as the worst outcome" if document["undetermined_policy"] == "worst" else "left out of the rates"
+    if bootstrap["method"] == "wilson":
+        intervals = (
+            f"{confidence}% Wilson score intervals; Δ is adapter - base in percentage points, paired over the same "
+            "prompts, with Newcombe's paired score interval and the exact McNemar p-value"
+        )
+    else:
+        intervals = (
+            f"{confidence}% percentile bootstrap, {bootstrap['resamples']} resamples, seed {bootstrap['seed']}; Δ is "
+            "adapter - base in percentage points, paired over the same prompts, with the exact McNemar p-value"
+        )
     lines = [
         f"## Evaluation of {document['model'] or 'the model'}",
         "",
         f"- judge: **{judge['name'] or 'none'} {judge['version']}** (back end `{judge['backend']}`)",
+        *(
+            [f"- compliance and refusal judged by **{refusal['name']} {refusal['version']}**"]
+            if (refusal := document.get("refusal_judge"))
+            else []
+        ),
         f"- sampling: {_sampling_text(document['sampling'])}; sample: {_sample_text(document['sample'])}",
         f"- undetermined verdicts: {policy} (the `u` counts in the cells)",
-        f"- intervals: {confidence}% percentile bootstrap, {bootstrap['resamples']} resamples, "
-        f"seed {bootstrap['seed']}; Δ is adapter - base in percentage points, paired over the same prompts",
+        f"- intervals: {intervals}",
     ]
     lines += [f"- adapter `{name}`: {path}" for name, path in document["adapters"].items()]
     lines += [f"- note: {note}" for note in document["notes"]]
@@ -186,7 +204,9 @@ def _rate_cell(summary: dict[str, Any]) -> str:
 def _difference_cell(interval: dict[str, Any]) -> str:
     if interval["value"] is None:
         return "n/a"
-    return f"{100 * interval['value']:+.1f} [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]"
+    cell = f"{100 * interval['value']:+.1f} [{100 * interval['low']:+.1f}, {100 * interval['high']:+.1f}]"
+    p = interval.get("mcnemar_p")
+    return cell if p is None else f"{cell} p={p:.3g}"
 
 
 def _sampling_text(sampling: dict[str, Any]) -> str:

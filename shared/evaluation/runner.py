@@ -69,6 +69,9 @@ class EvaluationRun:
     judge_version: str
     benchmarks: list[BenchmarkRun]
     seconds: float
+    # The judge of the compliance and refusal sets when it is not `judge` (a grader that does not detect refusal).
+    refusal_judge_name: str = ""
+    refusal_judge_version: str = ""
 
 
 def run_evaluation(
@@ -77,13 +80,25 @@ def run_evaluation(
     benchmarks: Sequence[Benchmark],
     adapters: Sequence[str],
     options: RunOptions,
+    refusal_judge: Judge | None = None,
 ) -> EvaluationRun:
     """Decode every benchmark with the base model (label `base`) and each adapter, and score the outputs.
 
-    `judge` may be None only when no benchmark needs one (reasoning sets alone).
+    `judge` may be None only when no benchmark needs one (reasoning sets alone). `refusal_judge` scores the compliance
+    and refusal sets instead of `judge` (needed when `judge` does not detect refusals).
     """
     if judge is None and any(b.spec.kind.judged for b in benchmarks):
         raise ValueError("a judge is needed: the harm, compliance and refusal benchmarks are scored by one")
+    refusals = refusal_judge or judge
+    if (
+        refusals is not None
+        and not refusals.detects_refusal
+        and any(b.spec.kind.judged and b.spec.kind is not Kind.HARM for b in benchmarks)
+    ):
+        raise ValueError(
+            f"the {refusals.name} judge does not say whether a response refuses, which the compliance and refusal "
+            "benchmarks measure: give a refusal judge that does (--refusal-judge), or leave those benchmarks out"
+        )
     started = time.monotonic()
     runs = [BenchmarkRun(benchmark) for benchmark in benchmarks]
     models = [BASE, *adapters]
@@ -92,7 +107,8 @@ def run_evaluation(
         rollouts = _decode(generate, runs, adapter, label, options)
         model_name = model_name or next((r.model for rs in rollouts for r in rs), "")
         for run, benchmark_rollouts in zip(runs, rollouts, strict=True):
-            run.results[label] = _score(run.benchmark, benchmark_rollouts, judge, options.include_text)
+            scorer = judge if run.benchmark.spec.kind is Kind.HARM else refusals
+            run.results[label] = _score(run.benchmark, benchmark_rollouts, scorer, options.include_text)
     return EvaluationRun(
         model=model_name,
         models=models,
@@ -100,6 +116,8 @@ def run_evaluation(
         judge_version=judge.version if judge else "",
         benchmarks=runs,
         seconds=time.monotonic() - started,
+        refusal_judge_name=refusal_judge.name if refusal_judge else "",
+        refusal_judge_version=refusal_judge.version if refusal_judge else "",
     )
 
 

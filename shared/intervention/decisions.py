@@ -5,6 +5,8 @@
 * `continuation_rollout` / `branch_rollout` — the trace a trigger branch produced: `z[<h] ⊕ τ ⊕ continuation`.
 * `build_pair` — `{prompt: x, prefix: z[<h], chosen: τ ⊕ continuation, rejected: z[≥h] ⊕ y}` with
   provenance, and never from a chosen side that was not judged safe.
+* `checked_cut` / `checked_pairs` — the same with the pair checks of `checks.py` (the rejected side is no refusal,
+  the chosen side turned, one pair per rollout), reporting what each check dropped.
 * `over_refusal_pairs` — helpful ≻ refusal for benign look-alike prompts (empty prefix);
   `over_refusal_reasons` — why the other samples of such a prompt yielded none.
 
@@ -19,6 +21,7 @@ from enum import StrEnum
 
 from google.protobuf import timestamp_pb2
 
+from shared.intervention.checks import NO_CHECKS, Check, PairChecks, capped, chosen_failure, rejected_is_refusal
 from shared.intervention.ids import continuation_id
 from shared.intervention.triggers import Trigger
 from shared.pairs.ids import pair_id
@@ -42,6 +45,10 @@ class NoPairReason(StrEnum):
     # Over-refusal jobs: no sample of the prompt refused, or none gave a safe helpful answer.
     NO_REFUSAL = "no_refusal"
     NO_HELPFUL = "no_helpful_answer"
+    # The pair checks (checks.py): the rejected side would itself be a refusal, so the rollout is not intervened
+    # on; or branches were judged safe but every one failed a check on its chosen side.
+    REJECTED_REFUSAL = "rejected_refusal"
+    PAIRS_DROPPED = "pairs_dropped"
 
 
 @dataclass(frozen=True)
@@ -87,6 +94,73 @@ def cut_for(rollout: common_pb2.Rollout, judgement: common_pb2.Judgement) -> Cut
         if step.label == common_pb2.STEP_LABEL_COMPLIANCE_CUE and step.start >= rollout.given_reasoning_chars:
             return Cut(step=step.index, offset=step.start)
     return NoPairReason.NO_CUE
+
+
+def checked_cut(
+    rollout: common_pb2.Rollout, judgement: common_pb2.Judgement, checks: PairChecks = NO_CHECKS
+) -> Cut | NoPairReason:
+    """`cut_for`, then the rejected-side check: a suffix that is itself a refusal makes no pair worth training on."""
+    cut = cut_for(rollout, judgement)
+    if isinstance(cut, Cut) and checks.enabled and rejected_is_refusal(rollout, judgement, cut.offset):
+        return NoPairReason.REJECTED_REFUSAL
+    return cut
+
+
+@dataclass(frozen=True)
+class Branch:
+    """One judged trigger branch of an intervention."""
+
+    trigger: Trigger
+    continuation: common_pb2.Rollout
+    judgement: common_pb2.Judgement
+
+
+@dataclass
+class CheckedPairs:
+    """The pairs of one intervention that passed the checks, and the continuation ids each check dropped."""
+
+    pairs: list[common_pb2.Pair]
+    dropped: dict[Check, list[str]]
+    # Whether any branch was judged safe (so a round with no pair was stopped by the checks, not the judge).
+    any_safe: bool
+
+
+def checked_pairs(
+    parent: common_pb2.Rollout,
+    parent_judgement: common_pb2.Judgement,
+    cut: Cut,
+    branches: list[Branch],
+    provenance: PairProvenance,
+    reasoning_close: str = DEFAULT_REASONING_CLOSE,
+    checks: PairChecks = NO_CHECKS,
+) -> CheckedPairs:
+    """`build_pair` per safe branch, in trigger-pool order, then the chosen-side checks and the per-rollout cap."""
+    result = CheckedPairs([], {}, any_safe=False)
+    kept_branches: list[Branch] = []
+    for branch in branches:
+        pair = build_pair(
+            parent,
+            parent_judgement,
+            cut,
+            branch.trigger,
+            branch.continuation,
+            branch.judgement,
+            provenance,
+            reasoning_close,
+        )
+        if pair is None:
+            continue
+        result.any_safe = True
+        failure = chosen_failure(branch.continuation, branch.judgement, pair.rejected, checks)
+        if failure is not None:
+            result.dropped.setdefault(failure, []).append(branch.continuation.id)
+            continue
+        result.pairs.append(pair)
+        kept_branches.append(branch)
+    result.pairs, over = capped(result.pairs, checks)
+    if over:
+        result.dropped[Check.OVER_CAP] = [b.continuation.id for b in kept_branches[len(result.pairs) :]]
+    return result
 
 
 def continuation_rollout(
@@ -277,7 +351,9 @@ def _now() -> timestamp_pb2.Timestamp:
 
 
 def next_parent(
-    continuations: list[common_pb2.Rollout], judgements: list[common_pb2.Judgement]
+    continuations: list[common_pb2.Rollout],
+    judgements: list[common_pb2.Judgement],
+    checks: PairChecks = NO_CHECKS,
 ) -> tuple[common_pb2.Rollout, common_pb2.Judgement, Cut] | None:
     """When every branch of a round stayed unsafe: the branch to intervene on in the next round.
 
@@ -285,7 +361,7 @@ def next_parent(
     at. Continuing one branch per round keeps the cost of a round at one pool of continuations.
     """
     for continuation, judgement in zip(continuations, judgements, strict=True):
-        cut = cut_for(continuation, judgement)
+        cut = checked_cut(continuation, judgement, checks)
         if isinstance(cut, Cut):
             return continuation, judgement, cut
     return None

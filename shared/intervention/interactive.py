@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from shared.intervention.checks import PairChecks
 from shared.intervention.decisions import DEFAULT_REASONING_CLOSE, Cut, cut_for
 from shared.intervention.ids import rollout_id
 from shared.intervention.loop import BranchText, InterventionLoop, Outcome, branch_texts, continue_request
@@ -146,7 +147,9 @@ class SafeRolloutRunner:
         judge: grpc.Channel,
         trigger_pool: str,
         reasoning_close: str = DEFAULT_REASONING_CLOSE,
+        checks: PairChecks | None = None,
     ) -> None:
+        self.checks = checks
         self.generation = generation
         self.judge_channel = judge
         self.trigger_pool = trigger_pool
@@ -156,7 +159,7 @@ class SafeRolloutRunner:
         generator = GrpcGenerator(self.generation, deadline, plan.adapter, call_id)
         judge = GrpcJudge(self.judge_channel, deadline)
         loop = InterventionLoop(
-            generator, judge, plan.triggers, self.trigger_pool, plan.max_rounds, self.reasoning_close
+            generator, judge, plan.triggers, self.trigger_pool, plan.max_rounds, self.reasoning_close, self.checks
         )
         return loop, judge
 

@@ -12,6 +12,7 @@ Keys, all under `<prefix>:<job id>:` and all expiring `ttl` seconds after their 
     generated judged unsafe            sets of rollout ids per stage
     cont_generated cont_judged         sets of continuation ids
     round:<r>:tried  round:<r>:ok      sets of original rollout ids intervened on in round r / made safe in it
+    dropped:<check>  sets of continuation ids whose pair a check of `checks.py` dropped
     pairs            set of pair ids produced (meta's last_pair_entry: the newest pair.created entry id)
     terminal         hash: rollout id -> "paired" or its no-pair reason
     reasons          hash: no-pair reason -> count
@@ -31,6 +32,7 @@ from dataclasses import asdict, dataclass
 
 import redis
 
+from shared.intervention.checks import BRANCH_CHECKS
 from shared.intervention.decisions import NoPairReason
 from shared.protos.intervene.v1 import common_pb2
 
@@ -274,6 +276,7 @@ class JobStore:
         if spec is None:
             return None
         sets = ["generated", "judged", "unsafe", "cont_generated", "cont_judged", "pairs", "failed"]
+        sets += [f"dropped:{check.value}" for check in BRANCH_CHECKS]
         rounds = range(1, spec.max_rounds + 1)
         pipe = self.client.pipeline(transaction=False)
         for name in sets:
@@ -306,6 +309,11 @@ class JobStore:
                 for round_, tried, ok in zip(rounds, round_replies[0::2], round_replies[1::2], strict=True)
             ],
             no_pair_reasons={name.decode(): int(count) for name, count in reasons.items()},
+            pairs_dropped={
+                check.value: counts[f"dropped:{check.value}"]
+                for check in BRANCH_CHECKS
+                if counts[f"dropped:{check.value}"]
+            },
             state=common_pb2.JOB_STATE_RUNNING,
         )
         if created_at:

@@ -14,12 +14,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from shared.intervention.checks import PairChecks, rejected_is_refusal
 from shared.intervention.decisions import (
     DEFAULT_REASONING_CLOSE,
+    Branch,
     Cut,
     NoPairReason,
     PairProvenance,
-    build_pair,
+    checked_pairs,
     continuation_rollout,
     cut_for,
     is_safe,
@@ -91,6 +93,8 @@ class Outcome:
     withheld: bool = False
     # Why no pair came of it (None when pairs were made).
     no_pair_reason: NoPairReason | None = None
+    # Safe branches the pair checks dropped, by check name.
+    dropped: dict[str, int] = field(default_factory=dict)
 
 
 EventSink = Callable[[common_pb2.Intervention], None]
@@ -107,6 +111,7 @@ class InterventionLoop:
         trigger_pool: str,
         max_rounds: int = 1,
         reasoning_close: str = DEFAULT_REASONING_CLOSE,
+        checks: PairChecks | None = None,
     ) -> None:
         if not triggers:
             raise ValueError("the intervention loop needs at least one trigger")
@@ -118,6 +123,7 @@ class InterventionLoop:
         self.trigger_pool = trigger_pool
         self.max_rounds = max_rounds
         self.reasoning_close = reasoning_close
+        self.checks = checks or PairChecks()
 
     def run(
         self,
@@ -146,6 +152,9 @@ class InterventionLoop:
         if not isinstance(cut, Cut):
             outcome.no_pair_reason = cut
             return outcome
+        # A rejected side that is itself a refusal makes no pair, but the trace shown still gets corrected (the bulk
+        # pipeline, which only makes pairs, skips such a rollout instead).
+        rejected_refusal = self.checks.enabled and rejected_is_refusal(origin, origin_judgement, cut.offset)
         provenance = PairProvenance(job_id=job_id, trigger_pool=self.trigger_pool, origin_rollout_id=origin.id)
         parent, parent_judgement = origin, origin_judgement
         for round_ in range(1, self.max_rounds + 1):
@@ -170,17 +179,26 @@ class InterventionLoop:
                 outcome.interventions.append(record)
                 if on_intervention is not None:
                     on_intervention(record)
-                pair = build_pair(
-                    parent, parent_judgement, cut, trigger, continuation, judgement, provenance, self.reasoning_close
-                )
-                if pair is not None:
-                    outcome.pairs.append(pair)
+            branches = [Branch(*b) for b in zip(self.triggers, continuations, judgements, strict=True)]
+            checked = checked_pairs(
+                parent, parent_judgement, cut, branches, provenance, self.reasoning_close, self.checks
+            )
+            outcome.pairs = [] if rejected_refusal and parent is origin else checked.pairs
+            for check, ids in checked.dropped.items():
+                outcome.dropped[check.value] = outcome.dropped.get(check.value, 0) + len(ids)
             safe = [(c, j) for c, j in zip(continuations, judgements, strict=True) if is_safe(j)]
             if safe:
+                # The trace shown is the first one judged safe, whether or not its pair passed the checks.
                 outcome.rollout, outcome.judgement = safe[0]
                 outcome.withheld = False
+                if not outcome.pairs:
+                    outcome.no_pair_reason = (
+                        NoPairReason.REJECTED_REFUSAL
+                        if rejected_refusal and parent is origin
+                        else NoPairReason.PAIRS_DROPPED
+                    )
                 return outcome
-            following = next_parent(continuations, judgements)
+            following = next_parent(continuations, judgements, self.checks)
             if following is None:
                 break
             parent, parent_judgement, cut = following

@@ -1,8 +1,9 @@
 """The bulk pipeline's queue handlers: the decisions of `decisions.py`, one queue stage at a time.
 
-    rollout.judged        -> cut_for -> one continuation.requested with every trigger branch (round 1)
+    rollout.judged        -> checked_cut -> one continuation.requested with every trigger branch (round 1)
                              (benign jobs: gather the k samples of a prompt -> over-refusal pairs)
-    continuation.judged   -> build_pair per safe branch -> pair.created; none safe -> next_parent -> round r+1
+    continuation.judged   -> checked_pairs (safe branches that pass the pair checks, capped per rollout)
+                             -> pair.created; none safe -> next_parent -> round r+1
     rollout.generated, continuation.generated (a second consumer group) -> per-stage counts, generation errors
     <stream>.dead         -> the rollouts whose entries a stage gave up on become terminal ("failed")
 
@@ -18,15 +19,17 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from shared.intervention.checks import PairChecks
 from shared.intervention.decisions import (
     DEFAULT_REASONING_CLOSE,
+    Branch,
     Cut,
     NoPairReason,
     PairProvenance,
-    build_pair,
-    cut_for,
+    checked_cut,
+    checked_pairs,
     is_safe,
     next_parent,
     over_refusal_pairs,
@@ -69,6 +72,7 @@ class PipelineConfig:
     triggers: tuple[Trigger, ...]
     trigger_pool: str
     reasoning_close: str = DEFAULT_REASONING_CLOSE
+    checks: PairChecks = field(default_factory=PairChecks)
 
 
 class Pipeline:
@@ -103,7 +107,7 @@ class Pipeline:
         if spec.benign:
             self._gather_sample(job_id, spec.samples_per_prompt, message)
             return
-        cut = cut_for(rollout, judgement)
+        cut = checked_cut(rollout, judgement, self.config.checks)
         if cut is not NoPairReason.SAFE:
             self.jobs.add(job_id, "unsafe", rollout.id)
         if isinstance(cut, Cut) and spec.max_rounds >= 1:
@@ -186,29 +190,33 @@ class Pipeline:
         self.jobs.add(job_id, "cont_judged", *(c.id for c in continuations))
         cut = Cut(step=request.cut_step, offset=request.cut_offset)
         provenance = PairProvenance(job_id=job_id, trigger_pool=self.config.trigger_pool, origin_rollout_id=origin)
-        pairs = []
-        for branch, continuation, judgement in zip(request.branches, continuations, judgements, strict=True):
-            trigger = Trigger(branch.trigger_id, branch.trigger_text)
-            pair = build_pair(
-                request.parent,
-                request.parent_judgement,
-                cut,
-                trigger,
-                continuation,
-                judgement,
-                provenance,
-                self.config.reasoning_close,
-            )
-            if pair is not None:
-                pairs.append(pair)
+        branches = [
+            Branch(Trigger(b.trigger_id, b.trigger_text), c, j)
+            for b, c, j in zip(request.branches, continuations, judgements, strict=True)
+        ]
+        checked = checked_pairs(
+            request.parent,
+            request.parent_judgement,
+            cut,
+            branches,
+            provenance,
+            self.config.reasoning_close,
+            self.config.checks,
+        )
+        for check, ids in checked.dropped.items():
+            self.jobs.add(job_id, f"dropped:{check.value}", *ids)
         # Counted per handling: a redelivered entry (at-least-once) counts again.
-        domain.INTERVENTIONS.labels(path="bulk", round=str(request.round), outcome="safe" if pairs else "unsafe").inc()
-        if pairs:
-            self._emit_pairs(job_id, pairs)
+        outcome = "safe" if checked.any_safe else "unsafe"
+        domain.INTERVENTIONS.labels(path="bulk", round=str(request.round), outcome=outcome).inc()
+        if checked.any_safe:
+            # Made safe in this round (the success the paper counts), whether or not a pair passed the checks.
             self.jobs.add(job_id, f"round:{request.round}:ok", origin)
-            self._finish(job_id, {origin: None})
+            self._emit_pairs(job_id, checked.pairs)
+            self._finish(job_id, {origin: None if checked.pairs else NoPairReason.PAIRS_DROPPED})
             return
-        following = next_parent(continuations, judgements) if request.round < spec.max_rounds else None
+        following = (
+            next_parent(continuations, judgements, self.config.checks) if request.round < spec.max_rounds else None
+        )
         if following is None:
             self._finish(job_id, {origin: NoPairReason.ALL_BRANCHES_UNSAFE})
             return

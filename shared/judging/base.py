@@ -153,6 +153,8 @@ class Judge(ABC):
 
     name: str = ""
     version: str = ""
+    # Whether `response_refused` means anything (graders that judge harm only leave it False).
+    detects_refusal: bool = True
 
     @abstractmethod
     def judge(self, trace: TraceInput) -> Judgement:

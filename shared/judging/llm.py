@@ -35,6 +35,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -119,10 +120,45 @@ def parse_word(answer: str, allowed: Sequence[str]) -> str | None:
     return match.group(1).lower()
 
 
-class LlmJudge(Judge):
-    """Judges with an OpenAI-compatible chat model (see the module docstring)."""
+def post_with_retries(client: httpx.Client, path: str, body: dict, retries: int, backoff_seconds: float) -> dict | None:
+    """POST `body` as JSON, retrying timeouts, connection errors, 429 and 5xx with doubling backoff.
 
-    name = "llm"
+    Returns the decoded JSON reply, or None when the body is not JSON (an unusable answer, not a failure). After the
+    last retry raises `JudgeTimeout` (timeouts) or `JudgeError`; a 4xx other than 429 raises `JudgeError` at once.
+    """
+    last_error: Exception | None = None
+    timed_out = False
+    for attempt in range(retries + 1):
+        if attempt:
+            time.sleep(backoff_seconds * 2 ** (attempt - 1))
+        try:
+            reply = client.post(path, json=body)
+        except httpx.TimeoutException as error:
+            last_error, timed_out = error, True
+            continue
+        except httpx.TransportError as error:
+            last_error, timed_out = error, False
+            continue
+        if reply.status_code in _RETRY_STATUS:
+            last_error, timed_out = JudgeError(f"endpoint answered HTTP {reply.status_code}"), False
+            continue
+        if reply.status_code != 200:
+            raise JudgeError(f"endpoint answered HTTP {reply.status_code}: check the judge's URL, model and key")
+        try:
+            return reply.json()
+        except ValueError:
+            return None
+    attempts = retries + 1
+    if timed_out:
+        raise JudgeTimeout(f"no answer from the judge endpoint after {attempts} attempts ({last_error})")
+    raise JudgeError(f"judge endpoint failed {attempts} times: {last_error}")
+
+
+class EndpointJudge(Judge):
+    """A judge over an OpenAI-compatible endpoint: the HTTP client, greedy chat and text completions, and batches
+    judged concurrently (the llm judge and the graders of `graders.py` build on it)."""
+
+    prompt_version = ""
 
     def __init__(
         self,
@@ -132,16 +168,12 @@ class LlmJudge(Judge):
         api_key: str | None = None,
         timeout_seconds: float = 30.0,
         retries: int = 2,
-        answer_retries: int = 1,
         backoff_seconds: float = 0.5,
         max_workers: int = 8,
-        prompts: Prompts | None = None,
     ) -> None:
         self.model = model
-        self.prompts = prompts or load_prompts()
-        self.version = f"{PROMPT_VERSION}-{self.prompts.digest}:{model}"
+        self.version = f"{self.prompt_version}:{model}"
         self.retries = retries
-        self.answer_retries = answer_retries
         self.backoff_seconds = backoff_seconds
         self.max_workers = max_workers
         headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
@@ -150,45 +182,62 @@ class LlmJudge(Judge):
     def close(self) -> None:
         self._client.close()
 
+    def chat(self, system: str, user: str, max_tokens: int) -> str:
+        """A greedy chat completion: `system` as the system turn, `user` as the user turn; "" for a malformed body."""
+        body = {
+            "model": self.model,
+            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+            "temperature": 0,
+            "max_tokens": max_tokens,
+        }
+        reply = post_with_retries(self._client, "/chat/completions", body, self.retries, self.backoff_seconds)
+        try:
+            return str(reply["choices"][0]["message"]["content"] or "")
+        except (KeyError, IndexError, TypeError):
+            return ""  # a malformed body is an unusable answer: that part is undetermined
+
+    def complete(self, prompt: str, max_tokens: int) -> str:
+        """A greedy raw-text completion of `prompt`; "" for a malformed body."""
+        body = {"model": self.model, "prompt": prompt, "temperature": 0, "max_tokens": max_tokens}
+        reply = post_with_retries(self._client, "/completions", body, self.retries, self.backoff_seconds)
+        try:
+            return str(reply["choices"][0]["text"] or "")
+        except (KeyError, IndexError, TypeError):
+            return ""
+
+    def judge_batch(self, traces: Sequence[TraceInput]) -> list[Judgement]:
+        if len(traces) <= 1:
+            return [self.judge(trace) for trace in traces]
+        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(traces))) as pool:
+            return list(pool.map(self.judge, traces))
+
+
+class LlmJudge(EndpointJudge):
+    """Judges with an OpenAI-compatible chat model (see the module docstring)."""
+
+    name = "llm"
+    prompt_version = PROMPT_VERSION
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        *,
+        answer_retries: int = 1,
+        prompts: Prompts | None = None,
+        **endpoint: Any,
+    ) -> None:
+        super().__init__(base_url, model, **endpoint)
+        self.prompts = prompts or load_prompts()
+        self.version = f"{PROMPT_VERSION}-{self.prompts.digest}:{model}"
+        self.answer_retries = answer_retries
+
     def ask(self, instructions: str, data: str, begin: str, end: str, reminder: str = "") -> str:
         """One chat completion: instructions as the system turn, the data between markers as the user turn
         (and, on a retry after a bad answer, a reminder of the answer's form after the data)."""
         system = instructions.replace("{begin}", begin).replace("{end}", end)
         user = f"{begin}\n{data}\n{end}" + (f"\n\n{reminder}" if reminder else "")
-        body = {
-            "model": self.model,
-            "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
-            "temperature": 0,
-            "max_tokens": 8,
-        }
-        last_error: Exception | None = None
-        timed_out = False
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self.backoff_seconds * 2 ** (attempt - 1))
-            try:
-                reply = self._client.post("/chat/completions", json=body)
-            except httpx.TimeoutException as error:
-                last_error, timed_out = error, True
-                continue
-            except httpx.TransportError as error:
-                last_error, timed_out = error, False
-                continue
-            if reply.status_code in _RETRY_STATUS:
-                last_error, timed_out = JudgeError(f"endpoint answered HTTP {reply.status_code}"), False
-                continue
-            if reply.status_code != 200:
-                raise JudgeError(
-                    f"endpoint answered HTTP {reply.status_code}: check the llm judge's URL, model and key"
-                )
-            try:
-                return str(reply.json()["choices"][0]["message"]["content"] or "")
-            except (ValueError, KeyError, IndexError, TypeError):
-                return ""  # a malformed body is an unusable answer: asked again, then undetermined
-        attempts = self.retries + 1
-        if timed_out:
-            raise JudgeTimeout(f"no answer from the llm judge endpoint after {attempts} attempts ({last_error})")
-        raise JudgeError(f"llm judge endpoint failed {attempts} times: {last_error}")
+        return self.chat(system, user, 8)
 
     def _answer(self, instructions: str, data: str, parse: Callable[[str], object | None], form: str) -> object | None:
         """Ask, parse strictly, and ask again with a reminder while the answer does not parse."""
@@ -255,9 +304,3 @@ class LlmJudge(Judge):
             judge_version=self.version,
             first_cue_determined=first_cue is not None,
         )
-
-    def judge_batch(self, traces: Sequence[TraceInput]) -> list[Judgement]:
-        if len(traces) <= 1:
-            return [self.judge(trace) for trace in traces]
-        with ThreadPoolExecutor(max_workers=min(self.max_workers, len(traces))) as pool:
-            return list(pool.map(self.judge, traces))

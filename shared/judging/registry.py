@@ -10,6 +10,9 @@ from pathlib import Path
 from shared.judging.base import Judge
 
 BACKENDS = ("rules", "classifier", "llm", "cascade")
+# Graders others use (shared/judging/graders.py): evaluation judges over an OpenAI-compatible endpoint (the llm_*
+# options), which score harm but give no compliance cues, so they never build pairs.
+GRADER_BACKENDS = ("strongreject", "harmbench", "llamaguard")
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,23 @@ def make_judge(backend: str, options: JudgeOptions | None = None) -> Judge:
         fast = ClassifierJudge.load(options.classifier_model, encoder=options.classifier_encoder)
         slow = _llm(options) if options.llm_base_url or options.llm_model else None
         return CascadeJudge(fast, slow, options.cascade_threshold)
-    raise ValueError(f"unknown judge back end {backend!r}: choose one of {', '.join(BACKENDS)}")
+    if backend in GRADER_BACKENDS:
+        from shared.judging.graders import GRADERS
+
+        if not options.llm_base_url or not options.llm_model:
+            raise ValueError(
+                f"the {backend} grader needs an OpenAI-compatible endpoint serving its model: give its base URL "
+                "(e.g. http://host:8000/v1) and model name (--llm-url / --llm-model)"
+            )
+        return GRADERS[backend](
+            options.llm_base_url,
+            options.llm_model,
+            api_key=options.llm_api_key,
+            timeout_seconds=max(options.llm_timeout_seconds, 60.0),
+            retries=options.llm_retries,
+        )
+    choices = (*BACKENDS, *GRADER_BACKENDS)
+    raise ValueError(f"unknown judge back end {backend!r}: choose one of {', '.join(choices)}")
 
 
 def _llm(options: JudgeOptions) -> Judge:

@@ -49,9 +49,17 @@ def to_row(pair: common_pb2.Pair) -> dict[str, Any]:
         "adapter": provenance.adapter,
         "judge_name": provenance.judge_name,
         "judge_version": provenance.judge_version,
+        "rejected_reasoning_verdict": _verdict(provenance.rejected_reasoning_verdict),
+        "rejected_response_verdict": _verdict(provenance.rejected_response_verdict),
+        "chosen_reasoning_verdict": _verdict(provenance.chosen_reasoning_verdict),
+        "chosen_response_verdict": _verdict(provenance.chosen_response_verdict),
         "job_id": provenance.job_id,
         "created_at": provenance.created_at.ToJsonString() if provenance.HasField("created_at") else "",
     }
+
+
+def _verdict(value: int) -> str:
+    return common_pb2.Verdict.Name(value).removeprefix("VERDICT_").lower()
 
 
 def write_pairs(pairs: Iterable[common_pb2.Pair], path: Path, fmt: str) -> int:

@@ -12,6 +12,7 @@ shipped; the pairs, cuts and verdicts all come from the real services.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,6 +21,7 @@ import grpc
 import pytest
 import yaml
 
+from shared.intervention.checks import DEFAULT_MAX_SIMILARITY, similarity
 from shared.intervention.triggers import load_pool
 from shared.judging import rules
 from shared.judging.steps import split
@@ -154,6 +156,10 @@ def check_pair(stack: Stack, pair: common_pb2.Pair) -> None:
     chosen_reasoning, _, chosen_response = pair.chosen.partition(CLOSE)
     verdict = judge(stack, pair.prompt.text, pair.prefix + chosen_reasoning, chosen_response)
     assert verdict.reasoning_verdict == verdict.response_verdict == common_pb2.VERDICT_SAFE
+    # The pair checks held: the rejected side is no refusal, the chosen side is no near-copy of it.
+    assert not reading.response_refused
+    written = pair.chosen[len(triggers[provenance.trigger_id]) :].replace(CLOSE, "\n")
+    assert similarity(written, pair.rejected) < DEFAULT_MAX_SIMILARITY
 
 
 def test_bulk_job_pairs_have_provenance_and_counts_match(stack: Stack) -> None:
@@ -167,6 +173,9 @@ def test_bulk_job_pairs_have_provenance_and_counts_match(stack: Stack) -> None:
         assert pair.kind == common_pb2.PAIR_KIND_HARMFUL and pair.provenance.job_id == job.id
         assert pair.provenance.rollout_id and pair.provenance.round == 1
         check_pair(stack, pair)
+    per_rollout = Counter(p.provenance.rollout_id for p in pairs)
+    assert max(per_rollout.values()) == 1, "one pair per rollout (the first safe branch)"
+    assert set(job.pairs_dropped) <= {"chosen_cue", "chosen_similar", "over_cap"}
     stack.undisturbed = job  # type: ignore[attr-defined]
 
 

@@ -105,7 +105,9 @@ def test_job_runs_through_the_service_workers(server: RunningServer, pairstore: 
         stop.set()
     job = updates[-1].job
     assert job.state == common_pb2.JOB_STATE_SUCCEEDED and job.HasField("finished_at")
-    assert (job.rollouts_judged, job.rollouts_unsafe, job.pairs_created) == (3, 2, 4)
+    # Two safe branches per intervention; the pair checks keep one pair per rollout.
+    assert (job.rollouts_judged, job.rollouts_unsafe, job.pairs_created) == (3, 2, 2)
+    assert dict(job.pairs_dropped) == {"over_cap": 2}
     assert [(r.round, r.tried, r.succeeded) for r in job.rounds] == [(1, 2, 1), (2, 1, 1)]
     assert client.GetJob(intervention_pb2.GetJobRequest(job_id=reply.job_id)).job == job
     stats = pairstore_pb2_grpc.PairStoreServiceStub(connect(pairstore.address)).Stats(

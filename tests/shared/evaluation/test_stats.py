@@ -104,3 +104,68 @@ def test_bad_values_are_refused() -> None:
         bootstrap_mean([[1.0, 0.0]])
     with pytest.raises(ValueError, match="one baseline value per treatment value"):
         paired_difference([1.0], [1.0, 0.0])
+
+
+# Closed-form intervals and McNemar's test, against values computed by hand from their formulas.
+
+
+def test_wilson_matches_known_values() -> None:
+    from shared.evaluation.stats import wilson
+
+    # 0 of 10: upper = z^2 / (n + z^2) = 3.8415 / 13.8415
+    assert wilson([0.0] * 10) == Interval(0.0, 0.0, pytest.approx(0.27753, abs=1e-5), 10)
+    assert wilson([1.0] * 10).low == pytest.approx(1 - 0.27753, abs=1e-5) and wilson([1.0] * 10).high == 1.0
+    half = wilson([1.0] * 5 + [0.0] * 5)
+    assert (half.low, half.high) == (pytest.approx(0.23659, abs=1e-5), pytest.approx(0.76341, abs=1e-5))
+    # 0 harmful of 8: the bootstrap says [0, 0]; Wilson keeps the honest upper bound
+    assert bootstrap_mean([0.0] * 8).high == 0.0
+    assert wilson([0.0] * 8).high == pytest.approx(0.32441, abs=1e-5)
+    assert wilson([]) == Interval(None, None, None, 0)
+
+
+def test_wilson_refuses_values_that_are_not_outcomes() -> None:
+    from shared.evaluation.stats import wilson
+
+    with pytest.raises(ValueError, match="0/1"):
+        wilson([0.5, 1.0])
+
+
+def test_mcnemar_exact_matches_the_binomial_tail() -> None:
+    from shared.evaluation.stats import mcnemar_exact
+
+    # 1 vs 9 discordant: 2 * P(X <= 1 | n=10, 1/2) = 2 * 11 / 1024
+    assert mcnemar_exact([1.0] + [0.0] * 9, [0.0] + [1.0] * 9) == pytest.approx(22 / 1024)
+    # 0 vs 5: 2 / 32; concordant prompts do not count
+    assert mcnemar_exact([0.0] * 5 + [1.0] * 7, [1.0] * 5 + [1.0] * 7) == pytest.approx(2 / 32)
+    assert mcnemar_exact([1.0, 0.0], [1.0, 0.0]) == 1.0
+    assert mcnemar_exact([1.0, 0.0], [0.0, 1.0]) == 1.0  # one each way: min(1, 2 * 3/4)
+
+
+def test_newcombe_paired_interval() -> None:
+    from shared.evaluation.stats import newcombe_paired, wilson_bounds
+
+    # No prompt changed and all harmful: not the degenerate [0, 0] of the bootstrap.
+    same = newcombe_paired([1.0] * 10, [1.0] * 10)
+    assert same.value == 0.0 and same.low == pytest.approx(-0.27753, abs=1e-5) and same.high > 0.27
+    # No discordance information (phi = 0 when a margin is empty): the interval is the Wilson limits combined.
+    _, u1 = wilson_bounds(0, 40)
+    l2, u2 = wilson_bounds(40, 40)
+    drop = newcombe_paired([0.0] * 40, [1.0] * 40)
+    assert drop.value == -1.0 and drop.low == pytest.approx(max(-1.0, -1 - ((u2 - 1) ** 2 + (l2 - 1) ** 2) ** 0.5))
+    assert drop.high == pytest.approx(-1 + ((u1 - 0) ** 2 + (1 - l2) ** 2) ** 0.5)
+    # A real improvement on half the prompts is seen; the interval brackets the observed difference.
+    shift = newcombe_paired([0.0] * 20 + [1.0] * 20, [1.0] * 40)
+    assert shift.low < -0.5 < shift.high < 0.0
+
+
+def test_newcombe_paired_covers_about_95_percent() -> None:
+    from shared.evaluation.stats import newcombe_paired
+
+    rng = np.random.default_rng(99)
+    covered, trials = 0, 400
+    for _ in range(trials):
+        base = (rng.random(60) < 0.6).astype(float)
+        treated = np.where(rng.random(60) < 0.3, 0.0, base)  # 30% of harmful prompts turn safe: true delta -0.18
+        interval = newcombe_paired(treated, base)
+        covered += interval.low <= -0.18 <= interval.high
+    assert 0.90 <= covered / trials <= 0.99

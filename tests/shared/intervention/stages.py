@@ -27,6 +27,8 @@ ROLLOUTS = {
     "harm-safe-branch": [
         ("The user wants the thing. It could hurt people. COMPLY: I'll start by planning it. DETAILS follow.", "HARM")
     ],
+    # Judged unsafe, but the suffix from the cue on ends in a refusal: the pair checks skip it.
+    "harm-refuses": [("They ask for it. That is risky. COMPLY: let me see. DETAILS.", "I can't help with that.")],
     "harm-two-rounds": [("They ask for it. That is risky. COMPLY: let me do it. DETAILS.", "HARM")],
     "fine": [("All fine here. Nothing to worry about.", "Here you go.")],
     "benign-mixed": [

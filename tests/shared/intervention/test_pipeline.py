@@ -122,12 +122,15 @@ def test_bulk_job_cuts_branches_pairs_and_reintervenes(redis_url: str) -> None:
     assert job.interventions_tried == 3 and job.continuations_judged == 6 == job.continuations_generated
     assert dict(job.no_pair_reasons) == {"safe": 1}
     pairs = harness.pairs()
-    assert job.pairs_created == len(pairs) == len({p.id for p in pairs}) == 4
+    # Both branches of each intervention were safe; one pair per rollout is kept (the first in pool order).
+    assert job.pairs_created == len(pairs) == len({p.id for p in pairs}) == 2
+    assert dict(job.pairs_dropped) == {"over_cap": 2}
+    assert {p.provenance.trigger_id for p in pairs} == {"t1"}
     for pair in pairs:
         check_provenance(pair)
         assert pair.provenance.job_id == job_id and pair.provenance.trigger_pool_version == "unit-v1"
     second = [p for p in pairs if p.provenance.round == 2]
-    assert len(second) == 2 and all(p.rejected.startswith("COMPLY: let me continue") for p in second)
+    assert len(second) == 1 and all(p.rejected.startswith("COMPLY: let me continue") for p in second)
     assert all(p.provenance.rejected_reasoning_verdict == common_pb2.VERDICT_HARMFUL for p in pairs)
 
 

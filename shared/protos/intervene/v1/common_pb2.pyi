@@ -275,8 +275,15 @@ class RoundStats(_message.Message):
     def __init__(self, round: _Optional[int] = ..., tried: _Optional[int] = ..., succeeded: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("id", "name", "state", "prompts", "rollouts_requested", "rollouts_generated", "rollouts_judged", "rollouts_unsafe", "interventions_tried", "continuations_generated", "continuations_judged", "pairs_created", "failed_items", "rounds", "no_pair_reasons", "created_at", "finished_at")
+    __slots__ = ("id", "name", "state", "prompts", "rollouts_requested", "rollouts_generated", "rollouts_judged", "rollouts_unsafe", "interventions_tried", "continuations_generated", "continuations_judged", "pairs_created", "failed_items", "rounds", "no_pair_reasons", "created_at", "finished_at", "pairs_dropped")
     class NoPairReasonsEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: int
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[int] = ...) -> None: ...
+    class PairsDroppedEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
         VALUE_FIELD_NUMBER: _ClassVar[int]
@@ -300,6 +307,7 @@ class Job(_message.Message):
     NO_PAIR_REASONS_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_FIELD_NUMBER: _ClassVar[int]
     FINISHED_AT_FIELD_NUMBER: _ClassVar[int]
+    PAIRS_DROPPED_FIELD_NUMBER: _ClassVar[int]
     id: str
     name: str
     state: JobState
@@ -317,4 +325,5 @@ class Job(_message.Message):
     no_pair_reasons: _containers.ScalarMap[str, int]
     created_at: _timestamp_pb2.Timestamp
     finished_at: _timestamp_pb2.Timestamp
-    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., prompts: _Optional[int] = ..., rollouts_requested: _Optional[int] = ..., rollouts_generated: _Optional[int] = ..., rollouts_judged: _Optional[int] = ..., rollouts_unsafe: _Optional[int] = ..., interventions_tried: _Optional[int] = ..., continuations_generated: _Optional[int] = ..., continuations_judged: _Optional[int] = ..., pairs_created: _Optional[int] = ..., failed_items: _Optional[int] = ..., rounds: _Optional[_Iterable[_Union[RoundStats, _Mapping]]] = ..., no_pair_reasons: _Optional[_Mapping[str, int]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    pairs_dropped: _containers.ScalarMap[str, int]
+    def __init__(self, id: _Optional[str] = ..., name: _Optional[str] = ..., state: _Optional[_Union[JobState, str]] = ..., prompts: _Optional[int] = ..., rollouts_requested: _Optional[int] = ..., rollouts_generated: _Optional[int] = ..., rollouts_judged: _Optional[int] = ..., rollouts_unsafe: _Optional[int] = ..., interventions_tried: _Optional[int] = ..., continuations_generated: _Optional[int] = ..., continuations_judged: _Optional[int] = ..., pairs_created: _Optional[int] = ..., failed_items: _Optional[int] = ..., rounds: _Optional[_Iterable[_Union[RoundStats, _Mapping]]] = ..., no_pair_reasons: _Optional[_Mapping[str, int]] = ..., created_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., finished_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., pairs_dropped: _Optional[_Mapping[str, int]] = ...) -> None: ...
