@@ -21,6 +21,7 @@ from google.protobuf import timestamp_pb2
 
 from shared.config.generation import GenerationSettings
 from shared.generation import validation
+from shared.generation.control import UNCONTROLLED, RequestControl
 from shared.generation.format import ReasoningFormat, Sampling, derive_seed, resolve_sampling
 from shared.protos.intervene.v1 import common_pb2, generation_pb2
 
@@ -67,8 +68,18 @@ class GenerationBackend(abc.ABC):
     # -- what each back end implements ------------------------------------------------------------------------
 
     @abc.abstractmethod
-    def _decode(self, rows: Sequence[Row], adapter: str, on_text: TextCallback | None = None) -> list[Decoded]:
-        """Decode every row (all with `adapter`, "" for the base model); rows of one group share a prefix."""
+    def _decode(
+        self,
+        rows: Sequence[Row],
+        adapter: str,
+        on_text: TextCallback | None = None,
+        *,
+        control: RequestControl = UNCONTROLLED,
+    ) -> list[Decoded]:
+        """Decode every row (all with `adapter`, "" for the base model); rows of one group share a prefix.
+
+        Raises `Cancelled` once `control.active()` turns False, having dropped the rows and freed their cache.
+        """
 
     @abc.abstractmethod
     def _load_adapter(self, name: str, path: str) -> None:
@@ -113,7 +124,9 @@ class GenerationBackend(abc.ABC):
         """The exact text a rollout of `prompt` starts from (chat template, think block opened)."""
         return self.format.context(self.tokenizer, prompt)
 
-    def generate(self, requests: Sequence[generation_pb2.GenerateRequest]) -> list[generation_pb2.GenerateResponse]:
+    def generate(
+        self, requests: Sequence[generation_pb2.GenerateRequest], *, control: RequestControl = UNCONTROLLED
+    ) -> list[generation_pb2.GenerateResponse]:
         """Answer several Generate requests, batched together per adapter.
 
         Sample j of a prompt uses the seed derived from (seed, j), so a request's samples do not depend on what
@@ -133,7 +146,7 @@ class GenerationBackend(abc.ABC):
                     meta.append((index, prompt, context))
                 group += 1
             jobs.append((request.adapter, rows, meta))
-        decoded = self._decode_jobs([(adapter, rows) for adapter, rows, _ in jobs])
+        decoded = self._decode_jobs([(adapter, rows) for adapter, rows, _ in jobs], control=control)
         return [
             generation_pb2.GenerateResponse(
                 rollouts=[
@@ -145,7 +158,7 @@ class GenerationBackend(abc.ABC):
         ]
 
     def continue_branches(
-        self, requests: Sequence[generation_pb2.ContinueRequest]
+        self, requests: Sequence[generation_pb2.ContinueRequest], *, control: RequestControl = UNCONTROLLED
     ) -> list[generation_pb2.ContinueResponse]:
         """Answer several Continue requests; each request's branches share its prefix's prefill."""
         jobs: list[tuple[str, list[Row], list[tuple[str, int]]]] = []
@@ -162,7 +175,7 @@ class GenerationBackend(abc.ABC):
                     rows.append(Row(text, group, request.in_reasoning, sampling, seed))
                     meta.append((branch.id, index))
             jobs.append((request.adapter, rows, meta))
-        decoded = self._decode_jobs([(adapter, rows) for adapter, rows, _ in jobs])
+        decoded = self._decode_jobs([(adapter, rows) for adapter, rows, _ in jobs], control=control)
         return [
             generation_pb2.ContinueResponse(
                 continuations=[
@@ -182,7 +195,9 @@ class GenerationBackend(abc.ABC):
             for (_, _, meta), outs in zip(jobs, decoded, strict=True)
         ]
 
-    def stream(self, request: generation_pb2.GenerateStreamRequest) -> Iterator[generation_pb2.GenerateStreamResponse]:
+    def stream(
+        self, request: generation_pb2.GenerateStreamRequest, *, control: RequestControl = UNCONTROLLED
+    ) -> Iterator[generation_pb2.GenerateStreamResponse]:
         """Decode one rollout, yielding text as it comes; the last message carries the whole rollout.
 
         Decoding runs on a worker thread so that the caller receives pieces while the model runs.
@@ -202,7 +217,9 @@ class GenerationBackend(abc.ABC):
         def work() -> None:
             try:
                 [out] = self._decode_jobs(
-                    [(request.adapter, [row])], on_text=lambda _, text, seg: pieces.put(("text", (text, seg)))
+                    [(request.adapter, [row])],
+                    on_text=lambda _, text, seg: pieces.put(("text", (text, seg))),
+                    control=control,
                 )[0]
                 pieces.put(("done", out))
             except BaseException as error:  # handed to the caller's thread, which raises it
@@ -223,7 +240,11 @@ class GenerationBackend(abc.ABC):
                 return
 
     def _decode_jobs(
-        self, jobs: Sequence[tuple[str, list[Row]]], on_text: TextCallback | None = None
+        self,
+        jobs: Sequence[tuple[str, list[Row]]],
+        on_text: TextCallback | None = None,
+        *,
+        control: RequestControl = UNCONTROLLED,
     ) -> list[list[Decoded]]:
         """Decode the rows of several requests, one `_decode` call per adapter, results in request order."""
         results: list[list[Decoded]] = [[] for _ in jobs]
@@ -234,7 +255,7 @@ class GenerationBackend(abc.ABC):
             by_adapter.setdefault(adapter, []).append(position)
         for adapter, positions in by_adapter.items():
             rows = [row for position in positions for row in jobs[position][1]]
-            outs = self._decode(rows, adapter, on_text)
+            outs = self._decode(rows, adapter, on_text, control=control)
             start = 0
             for position in positions:
                 count = len(jobs[position][1])

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from shared.generation.backends.base import Decoded, GenerationBackend, Row, TextCallback
+from shared.generation.control import UNCONTROLLED, Cancelled, RequestControl
 from shared.generation.format import truncate_at_stop
 from shared.protos.intervene.v1 import common_pb2
 
@@ -48,7 +49,14 @@ class TextCompletionBackend(GenerationBackend):
     def _complete(self, calls: Sequence[Call], adapter: str) -> list[list[Completion]]:
         """Run the calls (concurrently where the engine can); each yields `call.n` completions."""
 
-    def _decode(self, rows: Sequence[Row], adapter: str, on_text: TextCallback | None = None) -> list[Decoded]:
+    def _decode(
+        self,
+        rows: Sequence[Row],
+        adapter: str,
+        on_text: TextCallback | None = None,
+        *,
+        control: RequestControl = UNCONTROLLED,
+    ) -> list[Decoded]:
         close = self.format.think_close
         reasoning: list[Completion | None] = [None] * len(rows)
         thinking = [i for i, row in enumerate(rows) if row.in_reasoning and row.sampling.max_reasoning_tokens > 0]
@@ -56,6 +64,8 @@ class TextCompletionBackend(GenerationBackend):
             rows, thinking, adapter, lambda i: (rows[i].text, rows[i].sampling.max_reasoning_tokens, True)
         ):
             reasoning[i] = completion
+        if not control.active():
+            raise Cancelled("the caller went away between the reasoning and the response")
         # The text each response continues: reasoning closed by the model (its tag) or by the service.
         heads: list[str] = []
         for row, completion in zip(rows, reasoning, strict=True):

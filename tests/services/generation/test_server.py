@@ -14,6 +14,7 @@ import redis
 from services.generation.server import build_spec
 from shared.config.base import QueueSettings
 from shared.generation.backends.base import GenerationBackend
+from shared.generation.control import RequestControl
 from shared.generation.worker import rollout_handler
 from shared.protos.intervene.v1 import common_pb2, generation_pb2, generation_pb2_grpc, queue_pb2
 from shared.queues import (
@@ -193,10 +194,10 @@ class _CrashingOn:
     def __init__(self, backend: GenerationBackend, poison: str) -> None:
         self._backend, self._poison = backend, poison
 
-    def generate(self, requests: Sequence[generation_pb2.GenerateRequest]) -> list:
+    def generate(self, requests: Sequence[generation_pb2.GenerateRequest], *, control: RequestControl) -> list:
         if any(p.text == self._poison for r in requests for p in r.prompts):
             raise RuntimeError("engine crashed")
-        return self._backend.generate(requests)
+        return self._backend.generate(requests, control=control)
 
 
 def test_a_crash_mid_batch_fails_only_the_affected_entry(backend: GenerationBackend, redis_url: str) -> None:
