@@ -101,8 +101,9 @@ class Job:
 
 @dataclass(frozen=True)
 class Admission:
-    """A record of rows joining the batch: whose, how many, and with what priority."""
+    """A record of rows joining the batch: in which step, whose, how many, and with what priority."""
 
+    step: int
     job: int
     priority: Priority
     rows: int
@@ -110,7 +111,8 @@ class Admission:
 
 @dataclass(frozen=True)
 class SchedulerStats:
-    """Rows decoding, paused and waiting, and jobs not yet complete, as of the end of the last step."""
+    """Rows decoding, paused and waiting, and jobs not yet complete, as of the end of the last step; and the jobs
+    dropped so far because their caller went away."""
 
     running: int = 0
     paused: int = 0
@@ -118,6 +120,7 @@ class SchedulerStats:
     jobs: int = 0
     interactive_running: int = 0
     bulk_running: int = 0
+    cancelled: int = 0
 
 
 class Scheduler:
@@ -138,6 +141,8 @@ class Scheduler:
         self._closed = False
         self._holds = 0
         self._stats = SchedulerStats()
+        self._steps = 0
+        self._cancelled = 0
         self.admissions: deque[Admission] = deque(maxlen=10_000)
         """Every admission, oldest first (bounded): the order the policy chose, for tests and debugging."""
 
@@ -165,6 +170,11 @@ class Scheduler:
 
     def stats(self) -> SchedulerStats:
         return self._stats
+
+    def queued(self) -> int:
+        """Jobs submitted and not complete (up to date, unlike `stats`)."""
+        with self._cond:
+            return len(self._jobs)
 
     @contextmanager
     def hold(self) -> Iterator[None]:
@@ -210,14 +220,18 @@ class Scheduler:
 
     def step(self) -> None:
         """One round: drop gone callers, pause or resume bulk rows, admit waiting rows, one decode step."""
+        self._steps += 1
         with self._cond:
             waiting = sorted(self._waiting, key=Job.order)
-        for job in list(self._jobs):
+            jobs = list(self._jobs)
+        for job in jobs:
             if not job.control.active():
+                self._cancelled += 1
                 self._drop(job, Cancelled("the caller cancelled or its deadline passed"))
         waiting = [job for job in waiting if job in self._jobs]
         with self.engine.guard():
-            interactive = any(job.interactive for job in self._jobs)
+            with self._cond:
+                interactive = any(job.interactive for job in self._jobs)
             bulk_limit = int(self.bulk_share * self.capacity) if interactive else self.capacity
             self._pause_or_resume(bulk_limit)
             self._admit(waiting, bulk_limit)
@@ -303,7 +317,7 @@ class Scheduler:
                 else:
                     bulk += count
             if admitted:
-                self.admissions.append(Admission(job.id, job.control.priority, admitted))
+                self.admissions.append(Admission(self._steps, job.id, job.control.priority, admitted))
             if job.admitted < len(job.rows):
                 break  # strict order: a job that waits for room is not overtaken
         with self._cond:
@@ -376,6 +390,7 @@ class Scheduler:
             jobs=jobs,
             interactive_running=interactive,
             bulk_running=bulk,
+            cancelled=self._cancelled,
         )
 
 
