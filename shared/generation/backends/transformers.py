@@ -450,7 +450,11 @@ class _PreallocatedLayer(DynamicLayer):
         buffers = []
         for name in ("_keys", "_values"):
             a, b = getattr(first, name), getattr(second, name)
-            out = a.new_zeros(a.shape[0] + b.shape[0], a.shape[1], width + room, a.shape[3])
+            out = a.new_empty(a.shape[0] + b.shape[0], a.shape[1], width + room, a.shape[3])
+            # Padding must be zeros (masked keys still enter the product: garbage could be NaN); the room after
+            # `width` is written before it is read.
+            out[: a.shape[0], :, : width - first._length] = 0
+            out[a.shape[0] :, :, : width - second._length] = 0
             out[: a.shape[0], :, width - first._length : width] = a[:, :, : first._length]
             out[a.shape[0] :, :, width - second._length : width] = b[:, :, : second._length]
             buffers.append(out)
