@@ -97,7 +97,8 @@ def priority(stack: DrillStack, args: argparse.Namespace, sampling: common_pb2.S
     idle = latency_line("idle stack (baseline)", safe_rollouts(stack, args.interactive_calls, sampling, 3600))
     job_id = submit_bulk(stack, args.bulk, "bench-priority", sampling, offset=10**6)
     # The bulk job's rollouts reach generation through two queues: measure once generation holds some of them.
-    stack.wait_until(job_id, lambda job: job.rollouts_requested >= args.bulk, timeout_s=600)
+    queued = min(args.bulk, args.window)
+    stack.wait_until(job_id, lambda job: job.rollouts_requested >= queued, timeout_s=600)
     time.sleep(args.bulk_head_start)
     busy_results = safe_rollouts(stack, args.interactive_calls, sampling, 3600)
     job = stack.job(job_id)
