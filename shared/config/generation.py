@@ -34,7 +34,19 @@ class GenerationSettings(ServiceSettings):
         None, ge=16, description="Longest prompt plus generation, in tokens; unset uses the model's own limit."
     )
     max_batch_sequences: int = Field(
-        64, ge=1, description="transformers: most sequences decoded together in one batch (memory bound)."
+        64,
+        ge=1,
+        description="transformers: most sequences decoding at once; requests join and leave the running batch "
+        "between decode steps (memory bound).",
+    )
+    bulk_batch_share: float = Field(
+        0.25,
+        ge=0,
+        le=1,
+        description="transformers: while interactive RPCs wait or decode, the share of `max_batch_sequences` that "
+        "queue (bulk) sequences may hold; bulk sequences beyond it pause, keeping their caches, until no "
+        "interactive request is left (memory may then hold up to (2 - share) x `max_batch_sequences` sequences). "
+        "1 lets bulk work keep the whole batch; 0 pauses it entirely.",
     )
 
     think_open: str = Field("<think>\n", description="Text that opens the reasoning block after the prompt.")

@@ -2,7 +2,8 @@
 `continuation.requested` → `continuation.generated`, a batch of entries at a time.
 
 A batch goes to the back end in one call, so rollouts and the trigger branches of several interventions
-decode together (each intervention's branches share one prefill of `parent.context ⊕ kept_reasoning`).
+decode together (each intervention's branches share one prefill of `parent.context ⊕ kept_reasoning`). It goes
+as `BULK` work: a back end that schedules by priority serves interactive RPCs first.
 
 Failure policy, per entry:
 - a request the back end refuses (ServiceError: empty prompt, over the context, unknown adapter, ...) will never
@@ -21,6 +22,7 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from shared.generation.backends.base import GenerationBackend
+from shared.generation.control import BULK
 from shared.generation.format import derive_seed
 from shared.intervention.decisions import branch_rollout
 from shared.observability import domain
@@ -121,7 +123,7 @@ def rollout_handler(
 
     def handle(deliveries: Sequence[Delivery[queue_pb2.RolloutRequested]]) -> Mapping[str, BaseException]:
         requests = [rollout_request(d.message) for d in deliveries]
-        results = _run_isolated(requests, backend.generate)
+        results = _run_isolated(requests, lambda batch: backend.generate(batch, control=BULK))
         return _produce(deliveries, results, output, _rollout_result)
 
     return handle
@@ -134,7 +136,7 @@ def continuation_handler(
 
     def handle(deliveries: Sequence[Delivery[queue_pb2.ContinuationRequested]]) -> Mapping[str, BaseException]:
         requests = [continuation_request(d.message) for d in deliveries]
-        results = _run_isolated(requests, backend.continue_branches)
+        results = _run_isolated(requests, lambda batch: backend.continue_branches(batch, control=BULK))
         return _produce(
             deliveries,
             results,

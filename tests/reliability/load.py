@@ -34,13 +34,19 @@ class StreamResult:
     completed: bool
 
 
-def stream_rollouts(stack: DrillStack, calls: int, concurrency: int, deadline_s: float = 300) -> list[StreamResult]:
+def stream_rollouts(
+    stack: DrillStack,
+    calls: int,
+    concurrency: int,
+    deadline_s: float = 300,
+    sampling: common_pb2.SamplingParams = SAMPLING,
+) -> list[StreamResult]:
     """`calls` SafeRolloutStream calls, `concurrency` at a time, each with a deadline; every one ends somehow."""
     stub = stack.intervention
 
     def one(index: int) -> StreamResult:
         spec = intervention_pb2.SafeRolloutSpec(
-            prompt=common_pb2.Prompt(text=PROMPTS[index % len(PROMPTS)]), sampling=SAMPLING, max_rounds=1
+            prompt=common_pb2.Prompt(text=PROMPTS[index % len(PROMPTS)]), sampling=sampling, max_rounds=1
         )
         started = time.perf_counter()
         last = None
@@ -56,6 +62,38 @@ def stream_rollouts(stack: DrillStack, calls: int, concurrency: int, deadline_s:
 
     with ThreadPoolExecutor(max_workers=concurrency) as pool:
         return list(pool.map(one, range(calls)))
+
+
+def safe_rollouts(
+    stack: DrillStack, calls: int, sampling: common_pb2.SamplingParams, deadline_s: float = 600
+) -> list[StreamResult]:
+    """`calls` unary SafeRollout calls, one after another (so each measures the service, not its neighbours)."""
+    results = []
+    for index in range(calls):
+        spec = intervention_pb2.SafeRolloutSpec(
+            prompt=common_pb2.Prompt(text=PROMPTS[index % len(PROMPTS)]), sampling=sampling, max_rounds=1
+        )
+        started = time.perf_counter()
+        try:
+            stack.intervention.SafeRollout(intervention_pb2.SafeRolloutRequest(spec=spec), timeout=deadline_s)
+        except grpc.RpcError as error:
+            results.append(StreamResult(error.code(), error.details() or "", time.perf_counter() - started, False))
+            continue
+        results.append(StreamResult(grpc.StatusCode.OK, "", time.perf_counter() - started, True))
+    return results
+
+
+def submit_bulk(
+    stack: DrillStack, count: int, name: str, sampling: common_pb2.SamplingParams = BULK_SAMPLING, offset: int = 0
+) -> str:
+    """Queues `count` distinct prompts as one job; returns its id."""
+    request = intervention_pb2.SubmitPromptsRequest(
+        prompts=[common_pb2.Prompt(text=text) for text in bulk_prompts(count, offset)],
+        sampling=sampling,
+        max_rounds=1,
+        name=name,
+    )
+    return stack.intervention.SubmitPrompts(request, timeout=300).job_id
 
 
 def percentile(values: list[float], share: float) -> float:
@@ -122,13 +160,7 @@ def bulk_job(stack: DrillStack, count: int, name: str, offset: int = 0) -> BulkR
     watcher = threading.Thread(target=watch, daemon=True)
     started = time.perf_counter()
     watcher.start()
-    request = intervention_pb2.SubmitPromptsRequest(
-        prompts=[common_pb2.Prompt(text=text) for text in bulk_prompts(count, offset)],
-        sampling=BULK_SAMPLING,
-        max_rounds=1,
-        name=name,
-    )
-    job_id = stack.intervention.SubmitPrompts(request, timeout=300).job_id
+    job_id = submit_bulk(stack, count, name, offset=offset)
     try:
         stack.wait_until(job_id, lambda job: job.state != common_pb2.JOB_STATE_RUNNING, timeout_s=3600)
     finally:

@@ -82,7 +82,7 @@ class GenerationBackend(abc.ABC):
     ) -> list[Decoded]:
         """Decode every row (all with `adapter`, "" for the base model); rows of one group share a prefix.
 
-        Raises `Cancelled`, having dropped the rows' sequences, once `control.active()` is False.
+        Raises `Cancelled` once `control.active()` turns False, having dropped the rows and freed their cache.
         """
 
     @abc.abstractmethod
@@ -234,7 +234,9 @@ class GenerationBackend(abc.ABC):
         row = Row(context, 0, True, sampling, derive_seed(sampling.seed, 0))
         pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
         closed = threading.Event()
-        worker_control = RequestControl(control.priority, lambda: not closed.is_set() and control.active())
+        worker_control = RequestControl(
+            control.priority, lambda: not closed.is_set() and control.active(), control.deadline
+        )
 
         def work() -> None:
             try:

@@ -69,6 +69,8 @@ class TextCompletionBackend(GenerationBackend):
             rows, thinking, adapter, lambda i: (rows[i].text, rows[i].sampling.max_reasoning_tokens, True), control
         ):
             reasoning[i] = completion
+        if not control.active():
+            raise Cancelled("the caller went away between the reasoning and the response")
         # The text each response continues: reasoning closed by the model (its tag) or by the service.
         heads: list[str] = []
         for row, completion in zip(rows, reasoning, strict=True):

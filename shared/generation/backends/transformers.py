@@ -3,12 +3,19 @@
 Why a decode loop of its own rather than `model.generate`: the intervention workload continues each rollout in
 six trigger branches that share a long prefix. Here every group's shared prefix is prefilled ONCE (one forward
 pass), its KV cache is copied along the batch to every row of the group, each row's own tokens (the trigger
-text) are prefilled in one batched forward, and all rows of all groups then decode together. Rows leave the
-batch as they finish. The shared prefix is the longest common *token* prefix of the rows' full texts, so the
-continuation starts exactly after each row's text however BPE merges at the prefix/branch boundary.
+text) are prefilled in one batched forward, and all rows of all groups then decode together. The shared prefix
+is the longest common *token* prefix of the rows' full texts, so the continuation starts exactly after each row's
+text however BPE merges at the prefix/branch boundary.
+
+Requests do not wait for each other: the scheduler (scheduler.py) owns the model on a thread of its own and,
+between two decode steps, merges newly prefilled rows into the running batch (continuous batching), drops the
+rows of callers that went away and pauses bulk rows while interactive work runs. This module is its engine:
+prefill, one decode step, and merging and selecting batches of per-row KV caches.
 
 Layout of row r in the batch (the attention mask is 0 on padding; position ids count real tokens only):
-    [left padding to the longest group prefix][group prefix][row tokens][right padding][decoded tokens...]
+    [left padding to the longest row][group prefix][row tokens][right padding][decoded tokens...]
+Every row's next token goes into the same last column; merging left-pads the shorter batch, and selecting rows
+drops the leading columns that only padding of the rows left behind uses.
 """
 
 from __future__ import annotations
@@ -16,8 +23,8 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import deque
-from collections.abc import Sequence
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,12 +34,28 @@ from transformers.cache_utils import DynamicLayer
 
 from shared.config.generation import GenerationSettings
 from shared.generation.backends.base import Decoded, GenerationBackend, Row, TextCallback
+from shared.generation.backends.scheduler import Job, Scheduler, with_group_keys
 from shared.generation.control import UNCONTROLLED, RequestControl
 from shared.generation.format import truncate_at_stop
 from shared.protos.intervene.v1 import common_pb2
 
 _REASONING = common_pb2.SEGMENT_REASONING
 _RESPONSE = common_pb2.SEGMENT_RESPONSE
+
+
+@dataclass
+class _Batch:
+    """Rows decoding together with one adapter: their cache, attention mask and next-token logits.
+
+    Row r's columns: [left padding][its prefix group][its own tokens][right padding][decoded tokens...]; the mask
+    is 0 on padding, and every row's next token goes into the same (last) column.
+    """
+
+    adapter: str
+    cache: Any
+    mask: torch.Tensor
+    logits: torch.Tensor
+    states: list[_State]
 
 
 @dataclass
@@ -43,6 +66,8 @@ class _State:
     in_reasoning: bool
     length: int  # real tokens in the sequence so far (the next position id)
     generator: torch.Generator | None
+    job: Job
+    index: int  # the row's position among its job's rows
     tokens: list[int] = field(default_factory=list)
     forced: deque[int] = field(default_factory=deque)
     text: str = ""
@@ -77,6 +102,8 @@ class TransformersBackend(GenerationBackend):
         # transformers 5.2x names the cache argument `cache`; earlier releases (vLLM's pin) `past_key_values`.
         parameters = inspect.signature(self._base_model.forward).parameters
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
+        self.scheduler = Scheduler(self, settings.max_batch_sequences, settings.bulk_batch_share)
+        self.scheduler.start()
 
     @property
     def context_limit(self) -> int:
@@ -116,29 +143,36 @@ class TransformersBackend(GenerationBackend):
         *,
         control: RequestControl = UNCONTROLLED,
     ) -> list[Decoded]:
-        results: list[Decoded] = []
-        with self._lock, torch.inference_mode(), self._adapter_scope(adapter):
-            for start in range(0, len(rows), self.settings.max_batch_sequences):
-                chunk = rows[start : start + self.settings.max_batch_sequences]
-                callback = None if on_text is None else _offset(on_text, start)
-                results.extend(self._decode_batch(chunk, callback))
-        return results
+        return self.scheduler.decode(rows, adapter, on_text, control)
 
-    # -- the batched decode -----------------------------------------------------------------------------------
+    def close(self) -> None:
+        self.scheduler.close()
 
-    def _forward(self, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, keep: Any) -> Any:
-        return self.model(
-            input_ids=ids,
-            attention_mask=mask,
-            position_ids=positions,
-            use_cache=True,
-            logits_to_keep=keep,
-            **{self._cache_arg: cache},
-        ).logits
+    # -- the batch engine the scheduler drives (always on the scheduler's thread, inside `guard`) ---------------
 
-    def _decode_batch(self, rows: Sequence[Row], on_text: TextCallback | None) -> list[Decoded]:
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        with self._lock, torch.inference_mode():
+            yield
+
+    def _forward(
+        self, adapter: str, ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor, cache: Any, keep: Any
+    ) -> Any:
+        with self._adapter_scope(adapter):
+            return self.model(
+                input_ids=ids,
+                attention_mask=mask,
+                position_ids=positions,
+                use_cache=True,
+                logits_to_keep=keep,
+                **{self._cache_arg: cache},
+            ).logits
+
+    def prefill(self, entries: Sequence[tuple[Job, int, Row]], adapter: str) -> tuple[_Batch | None, list[_State]]:
+        """A batch of new rows: each prefix group prefilled once, then every row's own tokens in one forward."""
         from transformers import DynamicCache
 
+        rows = with_group_keys(entries)
         encoded = [self.tokenizer(row.text, add_special_tokens=False)["input_ids"] for row in rows]
         groups: dict[int, list[int]] = {}
         for index, row in enumerate(rows):
@@ -162,7 +196,7 @@ class TransformersBackend(GenerationBackend):
             cache = DynamicCache()
             ids = torch.tensor([tokens], device=self.device)
             ones = torch.ones_like(ids)
-            self._forward(ids, ones, torch.arange(len(tokens), device=self.device)[None], cache, 1)
+            self._forward(adapter, ids, ones, torch.arange(len(tokens), device=self.device)[None], cache, 1)
             group_caches.append(cache)
         row_group = torch.tensor([group_order.index(row.group) for row in rows], device=self.device)
         suffixes = [encoded[i][len(shared[row.group]) :] for i, row in enumerate(rows)]
@@ -188,41 +222,85 @@ class TransformersBackend(GenerationBackend):
         # real token, and only the distinct such positions are projected onto the vocabulary.
         last = torch.tensor([len(s) - 1 for s in suffixes], device=self.device)
         keep = torch.unique(last)
-        logits = self._forward(suffix_ids, mask, positions, cache, keep)
+        logits = self._forward(adapter, suffix_ids, mask, positions, cache, keep)
         logits = logits[torch.arange(batch, device=self.device), torch.searchsorted(keep, last)]
-
-        states = [
-            _State(row, row.in_reasoning, len(encoded[i]), _generator(row.seed, self.device))
-            for i, row in enumerate(rows)
+        # A batch whose rows had no shared prefix got plain layers from the forward: give them room to grow.
+        cache.layers = [
+            layer
+            if isinstance(layer, _PreallocatedLayer)
+            else _PreallocatedLayer.allocate(layer.keys, layer.values, capacity)
+            for layer in cache.layers
         ]
-        for state in states:
-            if state.in_reasoning and state.row.sampling.max_reasoning_tokens == 0:
+
+        states = []
+        for i, (row, (job, index, _)) in enumerate(zip(rows, entries, strict=True)):
+            state = _State(row, row.in_reasoning, len(encoded[i]), _generator(row.seed, self.device), job, index)
+            if state.in_reasoning and row.sampling.max_reasoning_tokens == 0:
                 state.forced = deque(self._close_ids)
-            elif not state.in_reasoning and state.row.sampling.max_response_tokens == 0:
+            elif not state.in_reasoning and row.sampling.max_response_tokens == 0:
                 state.finish_reason = "length"
-        active = [i for i, s in enumerate(states) if not s.finish_reason]
-        if len(active) < batch:
-            cache.batch_select_indices(torch.tensor(active, device=self.device))
-            mask, logits = mask[active], logits[active]
-        while active:
-            chosen = self._sample(logits, [states[i] for i in active])
-            for row_index, token in zip(active, chosen, strict=True):
-                self._advance(states[row_index], token)
-                if on_text is not None:
-                    self._report(row_index, states[row_index], on_text)
-            still = [position for position, i in enumerate(active) if not states[i].finish_reason]
-            if len(still) < len(active):
-                if not still:
-                    break
-                index = torch.tensor(still, device=self.device)
-                cache.batch_select_indices(index)
-                mask = mask[index]
-                active = [active[p] for p in still]
-            ids = torch.tensor([[states[i].tokens[-1]] for i in active], device=self.device)
-            positions = torch.tensor([[states[i].length - 1] for i in active], device=self.device)
-            mask = torch.cat([mask, torch.ones(len(active), 1, dtype=mask.dtype, device=self.device)], dim=1)
-            logits = self._forward(ids, mask, positions, cache, 1)[:, -1]
-        return [self._result(state) for state in states]
+            states.append(state)
+        decoding = _Batch(adapter, cache, mask, logits, states)
+        finished = [state for state in states if state.finish_reason]
+        if finished:
+            return self.select(decoding, [p for p, state in enumerate(states) if not state.finish_reason]), finished
+        return decoding, []
+
+    def decode_step(self, batch: _Batch) -> tuple[_Batch | None, list[_State]]:
+        """One token for every row of the batch; finished rows leave it."""
+        chosen = self._sample(batch.logits, batch.states)
+        for state, token in zip(batch.states, chosen, strict=True):
+            self._advance(state, token)
+            if state.job.on_text is not None:
+                self._report(state.index, state, state.job.on_text)
+        finished = [state for state in batch.states if state.finish_reason]
+        if finished:
+            remaining = self.select(batch, [p for p, state in enumerate(batch.states) if not state.finish_reason])
+            if remaining is None:
+                return None, finished
+            batch = remaining
+        ids = torch.tensor([[state.tokens[-1]] for state in batch.states], device=self.device)
+        positions = torch.tensor([[state.length - 1] for state in batch.states], device=self.device)
+        batch.mask = torch.cat([batch.mask, batch.mask.new_ones(len(batch.states), 1)], dim=1)
+        batch.logits = self._forward(batch.adapter, ids, batch.mask, positions, batch.cache, 1)[:, -1]
+        return batch, finished
+
+    def select(self, batch: _Batch, positions: list[int]) -> _Batch | None:
+        """A new batch of the rows at `positions`, without the padding columns no remaining row uses; the other
+        rows' keys and values are not copied, so their memory is freed with the old batch."""
+        from transformers import DynamicCache
+
+        if not positions:
+            return None
+        index = torch.tensor(positions, device=self.device)
+        mask = batch.mask[index]
+        used = mask.any(dim=0).nonzero()
+        start = int(used[0]) if len(used) else 0
+        cache = DynamicCache()
+        cache.layers = [layer.select(index, start) for layer in batch.cache.layers]
+        states = [batch.states[p] for p in positions]
+        return _Batch(batch.adapter, cache, mask[:, start:].contiguous(), batch.logits[index], states)
+
+    def merge(self, first: _Batch, second: _Batch) -> _Batch:
+        """One batch of both: the shorter one's rows are left-padded so that every row's next token shares a column."""
+        from transformers import DynamicCache
+
+        width = max(first.mask.shape[1], second.mask.shape[1])
+        cache = DynamicCache()
+        cache.layers = [
+            _PreallocatedLayer.concat(a, b, width) for a, b in zip(first.cache.layers, second.cache.layers, strict=True)
+        ]
+        masks = [torch.nn.functional.pad(b.mask, (width - b.mask.shape[1], 0)) for b in (first, second)]
+        return _Batch(
+            first.adapter,
+            cache,
+            torch.cat(masks),
+            torch.cat([first.logits, second.logits]),
+            [*first.states, *second.states],
+        )
+
+    def result(self, state: _State) -> Decoded:
+        return self._result(state)
 
     def _batched_cache(
         self, caches: list[Any], lengths: list[int], width: int, row_group: torch.Tensor, capacity: int
@@ -251,7 +329,9 @@ class TransformersBackend(GenerationBackend):
                 else:
                     keys.append(torch.cat([pad, cache.layers[layer_index].keys], dim=2))
                     values.append(torch.cat([pad, cache.layers[layer_index].values], dim=2))
-            layers.append(_PreallocatedLayer(torch.cat(keys)[row_group], torch.cat(values)[row_group], capacity))
+            layers.append(
+                _PreallocatedLayer.allocate(torch.cat(keys)[row_group], torch.cat(values)[row_group], capacity)
+            )
         batched.layers = layers
         return batched
 
@@ -352,18 +432,48 @@ class TransformersBackend(GenerationBackend):
 
 
 class _PreallocatedLayer(DynamicLayer):
-    """A cache layer with room for `capacity` positions: an update writes in place and returns views."""
+    """A cache layer with room beyond its length: an update writes in place and returns views."""
 
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> None:
+    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
         super().__init__()
-        batch, heads, length, dim = keys.shape
-        self._keys = keys.new_empty(batch, heads, max(capacity, length), dim)
-        self._values = values.new_empty(batch, heads, max(capacity, length), values.shape[-1])
-        self._keys[:, :, :length] = keys
-        self._values[:, :, :length] = values
-        self._length = length
+        self._keys, self._values, self._length = keys, values, length
         self.device, self.dtype, self.is_initialized = keys.device, keys.dtype, True
         self._expose()
+
+    @classmethod
+    def allocate(cls, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> _PreallocatedLayer:
+        """A layer holding `keys`/`values` with room for `capacity` positions in all."""
+        batch, heads, length, dim = keys.shape
+        key_buffer = keys.new_empty(batch, heads, max(capacity, length), dim)
+        value_buffer = values.new_empty(batch, heads, max(capacity, length), values.shape[-1])
+        key_buffer[:, :, :length] = keys
+        value_buffer[:, :, :length] = values
+        return cls(key_buffer, value_buffer, length)
+
+    @classmethod
+    def concat(cls, first: _PreallocatedLayer, second: _PreallocatedLayer, width: int) -> _PreallocatedLayer:
+        """The rows of both, right-aligned at `width` positions, with the larger of their spare rooms."""
+        room = max(first.spare, second.spare)
+        buffers = []
+        for name in ("_keys", "_values"):
+            a, b = getattr(first, name), getattr(second, name)
+            out = a.new_empty(a.shape[0] + b.shape[0], a.shape[1], width + room, a.shape[3])
+            # Padding must be zeros (masked keys still enter the product: garbage could be NaN); the room after
+            # `width` is written before it is read.
+            out[: a.shape[0], :, : width - first._length] = 0
+            out[a.shape[0] :, :, : width - second._length] = 0
+            out[: a.shape[0], :, width - first._length : width] = a[:, :, : first._length]
+            out[a.shape[0] :, :, width - second._length : width] = b[:, :, : second._length]
+            buffers.append(out)
+        return cls(buffers[0], buffers[1], width)
+
+    @property
+    def spare(self) -> int:
+        return self._keys.shape[2] - self._length
+
+    def select(self, index: torch.Tensor, start: int) -> _PreallocatedLayer:
+        """A copy of the rows at `index`, without the first `start` positions."""
+        return _PreallocatedLayer(self._keys[index, :, start:], self._values[index, :, start:], self._length - start)
 
     def _expose(self) -> None:
         self.keys = self._keys[:, :, : self._length]
@@ -388,11 +498,6 @@ class _PreallocatedLayer(DynamicLayer):
     def get_seq_length(self) -> int:
         return self._length
 
-    def batch_select_indices(self, indices: torch.Tensor) -> None:
-        self._keys = self._keys[indices]
-        self._values = self._values[indices]
-        self._expose()
-
 
 def _common_prefix(sequences: list[list[int]]) -> int:
     first = sequences[0]
@@ -410,10 +515,6 @@ def _without_partial_tag(text: str, tag: str) -> str:
         if text.endswith(tag[:size]):
             return text[:-size]
     return text
-
-
-def _offset(on_text: TextCallback, start: int) -> TextCallback:
-    return lambda index, text, segment: on_text(index + start, text, segment)
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:

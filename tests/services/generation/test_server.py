@@ -3,6 +3,7 @@ redis-server. Token budgets stay tiny: the point is the contract, not the text."
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -14,6 +15,7 @@ import redis
 from services.generation.server import build_spec
 from shared.config.base import QueueSettings
 from shared.generation.backends.base import GenerationBackend
+from shared.generation.control import RequestControl
 from shared.generation.worker import rollout_handler
 from shared.protos.intervene.v1 import common_pb2, generation_pb2, generation_pb2_grpc, queue_pb2
 from shared.queues import (
@@ -209,10 +211,10 @@ class _CrashingOn:
     def __init__(self, backend: GenerationBackend, poison: str) -> None:
         self._backend, self._poison = backend, poison
 
-    def generate(self, requests: Sequence[generation_pb2.GenerateRequest]) -> list:
+    def generate(self, requests: Sequence[generation_pb2.GenerateRequest], *, control: RequestControl) -> list:
         if any(p.text == self._poison for r in requests for p in r.prompts):
             raise RuntimeError("engine crashed")
-        return self._backend.generate(requests)
+        return self._backend.generate(requests, control=control)
 
 
 def test_a_crash_mid_batch_fails_only_the_affected_entry(backend: GenerationBackend, redis_url: str) -> None:
@@ -231,3 +233,84 @@ def test_a_crash_mid_batch_fails_only_the_affected_entry(backend: GenerationBack
     assert set(failures) == {"1-1"}
     [produced] = _collect(client, ROLLOUT_GENERATED, 1, timeout_s=5)
     assert produced.rollout.id == "r0" and not produced.error
+
+
+def _wait_for(condition, timeout_s: float = 120) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "the condition did not come true"
+        time.sleep(0.05)
+
+
+LONG = common_pb2.SamplingParams(temperature=0.0, max_reasoning_tokens=400, max_response_tokens=100)
+
+
+def test_a_cancelled_stream_leaves_the_batch(
+    stub: generation_pb2_grpc.GenerationServiceStub, backend: GenerationBackend
+) -> None:
+    scheduler = backend.scheduler
+    cancelled = scheduler.stats().cancelled
+    call = stub.GenerateStream(
+        generation_pb2.GenerateStreamRequest(prompt=common_pb2.Prompt(text="Tell me about bread."), sampling=LONG)
+    )
+    first = next(call)
+    assert first.text, "decoding is under way"
+    _wait_for(lambda: scheduler.stats().running == 1)
+    call.cancel()
+    _wait_for(lambda: scheduler.stats().running == 0)
+    stats = scheduler.stats()
+    assert (stats.cancelled, stats.jobs) == (cancelled + 1, 0), "the row was dropped, not decoded to its budget"
+
+
+def test_an_expired_deadline_leaves_the_batch(
+    stub: generation_pb2_grpc.GenerationServiceStub, backend: GenerationBackend
+) -> None:
+    scheduler = backend.scheduler
+    cancelled = scheduler.stats().cancelled
+    request = generation_pb2.ContinueRequest(
+        prefix=_context(backend) + "Bread needs",
+        branches=[generation_pb2.ContinueBranch(id="a", text=" flour"), generation_pb2.ContinueBranch(id="b")],
+        sampling=LONG,
+        in_reasoning=True,
+    )
+    code, _ = status_of(lambda: stub.Continue(request, timeout=1.0))
+    assert code == grpc.StatusCode.DEADLINE_EXCEEDED
+    _wait_for(lambda: scheduler.stats().cancelled == cancelled + 1)
+    assert scheduler.stats().running == 0 and scheduler.stats().jobs == 0
+
+
+def test_concurrent_calls_decode_together_and_answer_as_alone(
+    stub: generation_pb2_grpc.GenerationServiceStub, backend: GenerationBackend
+) -> None:
+    """The embedded model: greedy outputs of calls batched together equal each call's alone."""
+    sampling = common_pb2.SamplingParams(temperature=0.0, max_reasoning_tokens=8, max_response_tokens=4)
+    generate = [
+        generation_pb2.GenerateRequest(prompts=[common_pb2.Prompt(text=text)], sampling=sampling)
+        for text in ("What is 2+2?", "Name a colour.", "How do plants grow?")
+    ]
+    branches = [generation_pb2.ContinueBranch(id="a", text=" Wait,"), generation_pb2.ContinueBranch(id="b")]
+    proceed = generation_pb2.ContinueRequest(
+        prefix=_context(backend) + "The capital of France is", branches=branches, sampling=sampling, in_reasoning=True
+    )
+    stream = generation_pb2.GenerateStreamRequest(prompt=common_pb2.Prompt(text="Hi"), sampling=sampling)
+
+    def texts(reply) -> list[tuple[str, str]]:
+        items = reply.rollouts if hasattr(reply, "rollouts") else reply.continuations
+        return [(item.reasoning, item.response) for item in items]
+
+    calls = [lambda r=r: texts(stub.Generate(r)) for r in generate]
+    calls.append(lambda: texts(stub.Continue(proceed)))
+    calls.append(lambda: [(m.rollout.reasoning, m.rollout.response) for m in stub.GenerateStream(stream)][-1:])
+    alone = [call() for call in calls]
+    results: list = [None] * len(calls)
+    first = len(backend.scheduler.admissions)
+    with backend.scheduler.hold():
+        threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, calls[i]())) for i in range(len(calls))]
+        for thread in threads:
+            thread.start()
+        _wait_for(lambda: backend.scheduler.queued() == len(calls), timeout_s=60)
+    for thread in threads:
+        thread.join()
+    assert results == alone
+    admitted = list(backend.scheduler.admissions)[first:]
+    assert len(admitted) == len(calls) and len({a.step for a in admitted}) == 1, "all joined one batch"
