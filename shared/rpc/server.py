@@ -41,8 +41,9 @@ from shared.rpc.tls import server_credentials
 from shared.rpc.tracing import ServerTracingInterceptor
 
 KEEPALIVE_SERVER_OPTIONS: list[tuple[str, int]] = [
-    # Accept the clients' keepalive pings (shared/rpc/client.py) instead of answering GOAWAY too_many_pings.
-    ("grpc.http2.min_recv_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 3),
+    # Accept the clients' keepalive pings (shared/rpc/client.py) instead of answering GOAWAY too_many_pings
+    # (core's GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS; an unknown name would be ignored silently).
+    ("grpc.http2.min_ping_interval_without_data_ms", KEEPALIVE_TIME_MS // 3),
     ("grpc.keepalive_permit_without_calls", 1),
     # Clients reconnect, and so re-resolve a headless Service's name, at least this often: replicas added by
     # a scale-up get calls. The calls in flight on an aged connection finish on it (no grace limit).
