@@ -66,6 +66,7 @@ COPY README.md* ./
 COPY proto ./proto
 COPY shared ./shared
 COPY services ./services
+COPY tools ./tools
 RUN pip wheel --no-deps --no-build-isolation --wheel-dir /wheels .
 
 
@@ -85,7 +86,7 @@ COPY --from=build /opt/venv /opt/venv
 # A build-time mount: the wheel is installed, not copied into a layer.
 RUN --mount=type=bind,from=project,source=/wheels,target=/tmp/wheels \
     /opt/venv/bin/pip install --no-deps --no-index --no-cache-dir /tmp/wheels/*.whl \
- && /opt/venv/bin/python -c "import shared.cli.main, shared.protos.intervene.v1.pairstore_pb2"
+ && /opt/venv/bin/python -c "import tools.cli.main, shared.protos.intervene.v1.pairstore_pb2"
 
 # The root filesystem is read-only in the chart: bytecode is compiled at build time, and every cache
 # lives under /cache (an emptyDir or a PVC for model weights) or /tmp.

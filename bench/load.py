@@ -35,7 +35,6 @@ sys.path.insert(0, str(REPO))
 from shared.models.embedded import embedded_model_dir  # noqa: E402
 from shared.models.tiny import tiny_model  # noqa: E402
 from shared.protos.intervene.v1 import common_pb2  # noqa: E402
-from shared.stack import local  # noqa: E402
 from tests.reliability.drill import TRIGGERS_PER_ROLLOUT, DrillStack, start_drill_stack  # noqa: E402
 from tests.reliability.load import (  # noqa: E402
     BulkResult,
@@ -46,6 +45,7 @@ from tests.reliability.load import (  # noqa: E402
     stream_rollouts,
     submit_bulk,
 )
+from tools.stack import local  # noqa: E402
 
 
 def stream_line(label: str, results: list[StreamResult], wall_s: float) -> float:

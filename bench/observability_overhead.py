@@ -28,7 +28,7 @@ from shared.queues import ROLLOUT_REQUESTED, WorkQueue
 from shared.queues.codec import Delivery
 from shared.queues.handling import run_handler
 from shared.queues.tracing import run_observed, stamp
-from shared.redis_process import RedisProcess
+from tools.redis_process import RedisProcess
 
 
 def best_of(repeats: int, work: Callable[[], None]) -> float:

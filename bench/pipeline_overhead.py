@@ -37,7 +37,7 @@ from shared.intervention.triggers import load_pool
 from shared.judging.registry import BACKENDS, make_judge
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, intervention_pb2_grpc
 from shared.rpc.client import connect
-from shared.stack import local
+from tools.stack import local
 
 
 def prompts_for(count: int) -> list[common_pb2.Prompt]:

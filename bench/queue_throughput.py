@@ -31,7 +31,7 @@ import redis
 from shared.config.base import QueueSettings
 from shared.protos.intervene.v1 import common_pb2, queue_pb2
 from shared.queues import Delivery, Worker, WorkQueue
-from shared.redis_process import RedisProcess
+from tools.redis_process import RedisProcess
 
 TARGET_RATE = 10_000
 TARGET_RATIO = 0.8

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import redis
 
-from shared.redis_process import RedisProcess
 from tests.public_data import PUBLIC_DATA
+from tools.redis_process import RedisProcess
 
 # No test reaches the Hugging Face Hub: loads of named sets that have no local copy fail at once, and the hub path is
 # tested against local folders. The public sets' local copy is the data folder of every test that does not set one.

@@ -10,7 +10,7 @@ is compared exactly. Every exact overlap is also an n-gram overlap.
     result.exact, result.near, result.matches            # 25 exact, ...; ids only, never text
 
 The trainer runs `find_pair_overlaps` + `enforce_no_overlap` on its pairs before training (`intervene train
---allow-eval-overlap` keeps them); `intervene data overlap` (shared/cli/data.py) prints the same figures.
+--allow-eval-overlap` keeps them); `intervene data overlap` (tools/cli/data.py) prints the same figures.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ def load_corpus(path: str | Path) -> list[dict]:
     """Records of a corpus JSONL file (see corpus/README.md for the fields)."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no corpus file at {path}: give a JSONL file written by shared.judging.corpus.build")
+        raise FileNotFoundError(f"no corpus file at {path}: give a JSONL file written by tools.corpus.build")
     with path.open(encoding="utf-8") as handle:
         return [json.loads(line) for line in handle if line.strip()]
 

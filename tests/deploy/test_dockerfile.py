@@ -74,4 +74,5 @@ def test_dockerignore_sends_only_the_sources() -> None:
         "proto",
         "shared",
         "services",
+        "tools",
     }

@@ -10,7 +10,6 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from shared.cli.main import cli
 from tests.deploy.manifests import (
     K8S,
     KUBERNETES_VERSIONS,
@@ -19,6 +18,7 @@ from tests.deploy.manifests import (
     validate_builtin,
     validate_pytorchjob,
 )
+from tools.cli.main import cli
 
 pytest.importorskip("kubeflow.training", reason="the deploy extra is not installed: pip install '.[deploy]'")
 

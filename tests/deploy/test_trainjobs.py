@@ -10,8 +10,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from shared.cli.main import cli
 from tests.deploy.manifests import K8S, jsonschema, kustomize, trainjob_container, validate_trainjob
+from tools.cli.main import cli
 
 pytest.importorskip("kubernetes", reason="the deploy extra is not installed: pip install '.[deploy]'")
 

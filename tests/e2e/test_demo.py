@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shared.cli.main import cli
 from shared.datasets import load_prompts
+from tools.cli.main import cli
 
 pytestmark = pytest.mark.slow
 

@@ -36,8 +36,8 @@ from shared.protos.intervene.v1 import (
     pairstore_pb2_grpc,
 )
 from shared.rpc.client import connect
-from shared.stack import local
-from shared.stack.state import StackState
+from tools.stack import local
+from tools.stack.state import StackState
 
 pytestmark = pytest.mark.slow
 

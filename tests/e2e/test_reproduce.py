@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shared.cli.main import cli
 from shared.datasets import DATASETS, load_prompts, resolve_data_dir
+from tools.cli.main import cli
 
 pytestmark = pytest.mark.slow
 

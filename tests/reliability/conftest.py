@@ -9,8 +9,8 @@ import pytest
 
 from shared.models.tiny import tiny_model
 from shared.protos.intervene.v1 import common_pb2
-from shared.stack import local
 from tests.reliability.drill import PROMPTS, Baseline, DrillStack, start_drill_stack
+from tools.stack import local
 
 
 @pytest.fixture(scope="session")

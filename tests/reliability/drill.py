@@ -39,10 +39,10 @@ from shared.protos.intervene.v1 import (
     pairstore_pb2_grpc,
 )
 from shared.queues import queue_lag
-from shared.redis_process import free_port
 from shared.rpc.client import connect
-from shared.stack import local
-from shared.stack.state import StackState
+from tools.redis_process import free_port
+from tools.stack import local
+from tools.stack.state import StackState
 
 # Harmless requests of our own; the tiny model's answers to them are harmless word salad.
 PROMPTS = [

@@ -25,7 +25,6 @@ from shared.protos.intervene.v1 import (
     pairstore_pb2,
     pairstore_pb2_grpc,
 )
-from shared.redis_process import RedisProcess
 from shared.rpc.client import connect
 from tests.reliability.security_fixtures import (
     READ_SCOPE,
@@ -40,6 +39,7 @@ from tests.reliability.security_fixtures import (
     wait_until_serving,
 )
 from tests.shared.rpc.test_rpc_tls import certs  # noqa: F401 - a fixture used by name: a CA, server, client, stranger
+from tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.slow
 

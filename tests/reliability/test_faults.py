@@ -18,7 +18,6 @@ import pytest
 
 from shared.intervention.jobs import JobStore
 from shared.protos.intervene.v1 import common_pb2
-from shared.stack import local
 from tests.reliability.drill import (
     PROMPTS,
     TRIGGERS_PER_ROLLOUT,
@@ -28,6 +27,7 @@ from tests.reliability.drill import (
     kill_while_holding,
 )
 from tests.shared.judging.chat_server import ScriptedServer
+from tools.stack import local
 
 pytestmark = pytest.mark.slow
 

@@ -33,7 +33,6 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shared.protos.intervene.v1 import common_pb2, generation_pb2, intervention_pb2, judge_pb2, pairstore_pb2
-from shared.redis_process import RedisProcess
 from tests.reliability.security_fixtures import (
     MAX_MESSAGE_BYTES,
     READ_TOKEN,
@@ -45,6 +44,7 @@ from tests.reliability.security_fixtures import (
     wait_until_serving,
 )
 from tests.reliability.test_fuzz_wire import Request, hostile_request
+from tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.slow
 

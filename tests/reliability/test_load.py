@@ -16,9 +16,9 @@ import pytest
 
 from shared.protos.intervene.v1 import common_pb2
 from shared.queues import ALL_STREAMS
-from shared.stack import local
 from tests.reliability.drill import DrillStack, start_drill_stack
 from tests.reliability.load import bulk_job, percentile, stream_rollouts
+from tools.stack import local
 
 pytestmark = pytest.mark.slow
 

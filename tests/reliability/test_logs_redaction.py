@@ -39,10 +39,10 @@ from shared.protos.intervene.v1 import (
 )
 from shared.queues import PAIR_CREATED, WorkQueue
 from shared.queues.names import errors_key
-from shared.redis_process import RedisProcess
 from shared.rpc.logs import configure_logging
 from tests.reliability.drill import planted_patterns
 from tests.reliability.security_fixtures import READ_TOKEN, TOKEN, Services, start_services, wait_until_serving
+from tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.slow
 

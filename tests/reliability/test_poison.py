@@ -93,7 +93,7 @@ REFUSED_ERRORS = {
 def intervene(stack: DrillStack, *args: str) -> str:
     """Runs the real `intervene` CLI against the drill stack's Redis; returns its output."""
     done = subprocess.run(
-        [sys.executable, "-m", "shared.cli", "queues", *args, "--redis-url", stack.state.redis_url],
+        [sys.executable, "-m", "tools.cli", "queues", *args, "--redis-url", stack.state.redis_url],
         capture_output=True,
         text=True,
         timeout=60,

@@ -35,10 +35,10 @@ from shared.protos.intervene.v1 import (
     judge_pb2,
     judge_pb2_grpc,
 )
-from shared.redis_process import RedisProcess
 from tests.reliability.drill import PROMPTS as DRILL_PROMPTS
 from tests.reliability.drill import planted_patterns
 from tests.reliability.security_fixtures import TOKEN, Services, start_services, wait_until_serving
+from tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.slow
 

@@ -27,11 +27,11 @@ from shared.protos.intervene.v1 import (
     pairstore_pb2,
     pairstore_pb2_grpc,
 )
-from shared.redis_process import RedisProcess
 from shared.rpc.client import connect
 from shared.rpc.health import NOT_SERVING, SERVING
 from shared.rpc.server import RunningServer, start_server
 from tests.reliability.security_fixtures import TOKEN, start_services, wait_until_serving
+from tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.slow
 

@@ -28,9 +28,9 @@ from shared.protos.intervene.v1 import (
     pairstore_pb2,
     pairstore_pb2_grpc,
 )
-from shared.redis_process import free_port
-from shared.stack import local
 from tests.reliability.drill import PROMPTS, SAMPLING, DrillStack, drill_env, planted_patterns
+from tools.redis_process import free_port
+from tools.stack import local
 
 pytest.importorskip("opentelemetry.sdk", reason="the tracing extra is not installed: pip install '.[tracing]'")
 from tests.fixtures.otlp import OtlpReceiver, ReceivedSpan

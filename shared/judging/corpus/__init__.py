@@ -1,1 +1,1 @@
-"""The labelled judge corpus (train.jsonl, dev.jsonl; see README.md) and the script that writes it."""
+"""The labelled judge corpus (see README.md); tools/corpus/build.py writes its composed train.jsonl and dev.jsonl."""

@@ -26,10 +26,10 @@ from shared.queues import (
     Delivery,
     WorkQueue,
 )
-from shared.redis_process import RedisProcess
 from shared.rpc.client import connect
 from shared.rpc.server import RunningServer, start_server
 from tests.fixtures.generation import backend_settings, make_lora, shared_transformers_backend
+from tools.redis_process import RedisProcess
 
 pytestmark = pytest.mark.slow
 

@@ -26,10 +26,10 @@ from shared.protos.intervene.v1 import (
     pairstore_pb2,
     pairstore_pb2_grpc,
 )
-from shared.redis_process import free_port
 from shared.rpc.client import connect
 from shared.rpc.server import RunningServer, start_server
 from tests.shared.intervention.stages import ScriptedStages
+from tools.redis_process import free_port
 
 TOKEN = "call-token"
 

@@ -159,8 +159,8 @@ def test_queue_workers_judge_rollouts_and_continuations(redis_url: str) -> None:
 
 def test_llm_back_end_failures_map_to_status_codes() -> None:
     """The llm judge against a real endpoint that answers too slowly, then against a closed port."""
-    from shared.redis_process import free_port
     from tests.shared.judging.chat_server import ScriptedServer
+    from tools.redis_process import free_port
 
     slow = ScriptedServer(lambda kind, body: (200, "0"), delay_s=1.0)
     closed = f"http://127.0.0.1:{free_port()}/v1"

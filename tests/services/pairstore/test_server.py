@@ -15,10 +15,10 @@ from shared.config.base import QueueSettings
 from shared.config.pairstore import PairStoreSettings
 from shared.protos.intervene.v1 import pairstore_pb2, pairstore_pb2_grpc, queue_pb2
 from shared.queues import PAIR_CREATED, WorkQueue, dead_letters
-from shared.redis_process import RedisProcess
 from shared.rpc.client import connect
 from shared.rpc.server import RunningServer, start_server
 from tests.shared.pairs.factories import make_pair
+from tools.redis_process import RedisProcess
 
 TOKEN, READ_TOKEN = "call-token", "read-token"
 

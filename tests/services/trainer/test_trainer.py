@@ -11,9 +11,9 @@ import torch
 from safetensors.torch import load_file
 
 from shared.config.trainer import TrainerSettings
-from shared.redis_process import free_port
 from shared.training.loop import TrainingInputError, run
 from tests.services.trainer.conftest import benign_rows, final_record, run_trainer, trainer_env, write_rows
+from tools.redis_process import free_port
 
 
 def _settings(tmp_path, tiny_model_dir, **overrides) -> TrainerSettings:

@@ -11,7 +11,6 @@ import datasets
 import pytest
 from click.testing import CliRunner
 
-from shared.cli.main import cli
 from shared.datasets import load_prompts
 from shared.datasets.hub import forget_unreachable
 from tests.shared.datasets.hub_folders import (
@@ -24,6 +23,7 @@ from tests.shared.datasets.hub_folders import (
     strongreject_hub,
     xstest_hub,
 )
+from tools.cli.main import cli
 
 
 @pytest.fixture(autouse=True)

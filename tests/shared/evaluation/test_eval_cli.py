@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shared.cli.main import cli
 from shared.datasets import load_prompts
 from tests.fixtures.generation import make_lora
+from tools.cli.main import cli
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 TINY = ["--max-reasoning-tokens", "6", "--max-response-tokens", "6", "--resamples", "1000", "--no-progress"]

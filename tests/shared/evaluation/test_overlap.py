@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from shared.cli.main import cli
 from shared.config.trainer import TrainerSettings
 from shared.evaluation.overlap import (
     EvalOverlapError,
@@ -28,6 +27,7 @@ from shared.training.data import record_from_proto
 from shared.training.loop import TrainingInputError, preflight
 from tests.public_data import PUBLIC_DATA as DATA_DIR
 from tests.public_data import public_file
+from tools.cli.main import cli
 
 CHAT = "<|im_start|>user\n{}<|im_end|>\n<|im_start|>assistant\n<think>\n"
 

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from shared.cli.judge import judge as judge_cli
 from shared.judging import classifier
 from shared.judging.base import Label, TraceInput, Verdict
 from shared.judging.evaluate import CORPUS_DIR, evaluate_corpus, load_corpus
 from shared.judging.steps import split
 from tests.shared.judging.encoder import static_encoder
+from tools.cli.judge import judge as judge_cli
 
 pytestmark = pytest.mark.slow
 

@@ -8,8 +8,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from shared.cli.judge import judge
 from shared.judging import gold
+from tools.cli.judge import judge
 
 
 @pytest.fixture(scope="module")

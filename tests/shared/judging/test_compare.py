@@ -7,8 +7,8 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from shared.cli.judge import judge as judge_cli
 from shared.judging.evaluate import CORPUS_DIR, cohen_kappa, load_corpus
+from tools.cli.judge import judge as judge_cli
 
 
 def test_kappa_values() -> None:

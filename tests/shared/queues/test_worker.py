@@ -13,8 +13,8 @@ from redis.retry import Retry
 
 from shared.protos.intervene.v1 import queue_pb2
 from shared.queues import ROLLOUT_REQUESTED, Delivery, Worker, WorkQueue
-from shared.redis_process import RedisProcess
 from tests.shared.queues.helpers import apply_effect, effects, fast_settings, queue, request
+from tools.redis_process import RedisProcess
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 20.0) -> None:

@@ -17,10 +17,10 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shared.protos.intervene.v1 import pairstore_pb2, pairstore_pb2_grpc
-from shared.redis_process import free_port
 from shared.rpc.client import connect, wait_for_serving
 from shared.rpc.health import NOT_SERVING
 from tests.shared.rpc.rpc_probe import READ_TOKEN, SERVICE, TOKEN
+from tools.redis_process import free_port
 
 REPO = Path(__file__).parents[3]
 

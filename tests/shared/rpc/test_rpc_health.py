@@ -11,10 +11,10 @@ import pytest
 import redis
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from shared.redis_process import RedisProcess
 from shared.rpc.client import connect, wait_for_serving
 from shared.rpc.health import LIVENESS, NOT_SERVING, SERVING, redis_check
 from tests.shared.rpc.rpc_probe import SERVICE
+from tools.redis_process import RedisProcess
 
 Status = health_pb2.HealthCheckResponse
 

@@ -11,10 +11,10 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import ProtoRe
 from prometheus_client.parser import text_string_to_metric_families
 
 from shared.protos.intervene.v1 import pairstore_pb2, pairstore_pb2_grpc
-from shared.redis_process import free_port
 from shared.rpc.client import connect
 from shared.rpc.metrics import ServiceMetrics
 from tests.shared.rpc.rpc_probe import SERVICE, TOKEN
+from tools.redis_process import free_port
 
 
 def test_reflection_lists_services_without_a_token(server) -> None:

@@ -6,9 +6,9 @@ import grpc
 import pytest
 
 from shared.protos.intervene.v1 import pairstore_pb2, pairstore_pb2_grpc
-from shared.redis_process import free_port
 from shared.rpc.client import connect, wait_for_serving
 from tests.shared.rpc.rpc_probe import SERVICE, ProbeServicer, make_spec
+from tools.redis_process import free_port
 
 
 def test_read_scope_method_must_belong_to_a_served_service() -> None:

@@ -6,8 +6,8 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from shared.redis_process import free_port
 from shared.training.prometheus import TrainerMetrics
+from tools.redis_process import free_port
 
 
 def scrape(port: int) -> dict[str, float]:

@@ -1,0 +1,1 @@
+"""Builds the judge's composed corpus files in shared/judging/corpus/ (train.jsonl, dev.jsonl)."""
