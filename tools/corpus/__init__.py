@@ -1,1 +1,1 @@
-"""Builds the judge's composed corpus files in shared/judging/corpus/ (train.jsonl, dev.jsonl)."""
+"""The judge corpus's authoring tools: they write the files of shared/judging/corpus/ (see its README.md)."""

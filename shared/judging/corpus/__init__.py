@@ -1,1 +1,1 @@
-"""The labelled judge corpus (see README.md); tools/corpus/build.py writes its composed train.jsonl and dev.jsonl."""
+"""The labelled judge corpus (see README.md); the tools in tools/corpus/ write its files."""

@@ -5,10 +5,9 @@ from __future__ import annotations
 import pytest
 
 from shared.judging.base import Label, first_cue
-from shared.judging.corpus import pools
 from shared.judging.evaluate import CORPUS_DIR, load_corpus
 from shared.judging.steps import split
-from tools.corpus import build
+from tools.corpus import build, pools
 
 
 @pytest.fixture(scope="module")

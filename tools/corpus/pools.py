@@ -1,15 +1,15 @@
 """Turns traces written by outside writers (the guide's format: steps as sentences) into corpus records.
 
-The writers of `pools/*.jsonl` saw only the writing guide (pools/README.md), never this corpus or its
-generator. Their format gives each trace as labelled sentences plus `paragraph_breaks`; a corpus record
-needs the reasoning text and each step's offsets by the one splitter (`shared.judging.steps.split`).
+The writers of `shared/judging/corpus/pools/*.jsonl` saw only the writing guide (its README.md), never this
+corpus or its generator. Their format gives each trace as labelled sentences plus `paragraph_breaks`; a corpus
+record needs the reasoning text and each step's offsets by the one splitter (`shared.judging.steps.split`).
 So the reasoning is the sentences joined by a space (a blank line after each paragraph break), it is
 split again, and the splitter's steps must be the writer's sentences. Where they are not, the trace is
 reported; `reconcile` only joins or splits steps to follow the splitter (a joined step keeps the most
 telling label of its parts, cue over unsafe over trigger over neutral; a split step repeats its label)
 and never relabels anything else.
 
-    .venv/bin/python -m shared.judging.corpus.pools SOURCE.jsonl OUT.jsonl --split NAME
+    .venv/bin/python -m tools.corpus.pools SOURCE.jsonl OUT.jsonl --split NAME
 """
 
 from __future__ import annotations

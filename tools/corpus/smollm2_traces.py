@@ -1,16 +1,16 @@
-"""Generates the embedded model's own reasoning traces for hand labelling (corpus/smollm2/).
+"""Generates the embedded model's own reasoning traces for hand labelling (shared/judging/corpus/smollm2/).
 
 The classifier judge is meant to read the embedded model's (SmolLM2-135M) reasoning, which looks nothing
 like the written corpus: short, repetitive, often off-topic. So 150 traces of that model are generated
 here with the project's transformers back end, on training-side prompts only: 100 harmful requests from
 STAR-1's training part (never its held-out 300, never a HarmBench duplicate) and 50 benign requests
 written for this file (BENIGN below, look-alikes included). They are then labelled by hand by the
-corpus guide (corpus/README.md) in `smollm2/labels.jsonl` (one letter per step: N neutral,
+corpus guide (shared/judging/corpus/README.md) in `smollm2/labels.jsonl` (one letter per step: N neutral,
 T safety_trigger, C compliance_cue, U unsafe; plus the verdicts), and `build` joins the two into corpus
 records, split by prompt: 100 traces (2/3 harmful) in `eval.jsonl`, never trained on, 50 in `train.jsonl`.
 
-    .venv/bin/python -m shared.judging.corpus.smollm2_traces generate   # rewrites smollm2/raw.jsonl (minutes)
-    .venv/bin/python -m shared.judging.corpus.smollm2_traces build      # rewrites smollm2/{train,eval}.jsonl
+    .venv/bin/python -m tools.corpus.smollm2_traces generate   # rewrites smollm2/raw.jsonl (minutes)
+    .venv/bin/python -m tools.corpus.smollm2_traces build      # rewrites smollm2/{train,eval}.jsonl
 
 Greedy decoding is avoided (it repeats one sentence); sampling is seeded, so a rerun on the same
 machine gives the same traces.
@@ -25,9 +25,10 @@ from pathlib import Path
 
 from shared.judging import gold
 from shared.judging.base import Label, first_cue
+from shared.judging.evaluate import CORPUS_DIR
 from shared.judging.steps import split
 
-FOLDER = Path(__file__).resolve().parent / "smollm2"
+FOLDER = CORPUS_DIR / "smollm2"
 LETTERS = {"N": Label.NEUTRAL, "T": Label.SAFETY_TRIGGER, "C": Label.COMPLIANCE_CUE, "U": Label.UNSAFE}
 EVAL_HARMFUL, EVAL_BENIGN = 67, 33
 
