@@ -108,7 +108,14 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         jobs,
         queue(CONTINUATION_REQUESTED, client),
         pair_queue,
-        PipelineConfig(tuple(triggers), pool.label, settings.reasoning_close, settings.checks()),
+        PipelineConfig(
+            tuple(triggers),
+            pool.label,
+            settings.reasoning_close,
+            settings.checks(),
+            settings.uncued_cut_step,
+            settings.over_refusal_contrast,
+        ),
     )
     pairstore = _channel(settings.pairstore_address, settings) if settings.pairstore_address else None
     runner = SafeRolloutRunner(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from shared.config.base import ServiceSettings
 from shared.intervention.checks import DEFAULT_MAX_PAIRS_PER_ROLLOUT, DEFAULT_MAX_SIMILARITY, PairChecks
@@ -64,6 +64,28 @@ class InterventionSettings(ServiceSettings):
         description="Pairs kept per intervened rollout, the first safe branches in trigger-pool order (the paper "
         "keeps the first); 0 keeps every safe branch.",
     )
+
+    uncued_cut_step: int = Field(
+        0,
+        ge=0,
+        description="Unsafe traces in which the judge found no compliance cue from step 2 on (a small model that "
+        "complies from its first sentence, a judge that labels no cues): 0 makes no pair, as the paper's detector "
+        "answers 0; N >= 2 cuts at the trace's first step from 2 on labelled unsafe, else at step N.",
+    )
+
+    over_refusal_contrast: bool = Field(
+        False,
+        description="Over-refusal jobs in which no sample of a prompt refused (a model that never refuses gives no "
+        "helpful ≻ refusal pair): branch its first helpful sample before step 2 with the triggers and store its own "
+        "suffix ≻ the first branch that refused, so the harmful pairs' triggers are not learnt for benign prompts.",
+    )
+
+    @field_validator("uncued_cut_step")
+    @classmethod
+    def _uncued_cut_step_is_0_or_at_least_2(cls, value: int) -> int:
+        if value == 1:
+            raise ValueError("uncued_cut_step is 1; give 0 (off) or a step >= 2 (the paper never cuts before step 2)")
+        return value
 
     def checks(self) -> PairChecks:
         """The pair checks these settings ask for."""

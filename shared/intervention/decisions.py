@@ -1,14 +1,17 @@
 """The decisions of the method, as pure functions over rollouts and judgements (DESIGN §1.3-1.4).
 
 * `cut_for` — whether and where to intervene: at the first compliance cue h (>= 2) of an unsafe
-  trace; in later rounds, at the first cue after the text that was given to the model.
+  trace (optionally, when it has none, at its first unsafe step from 2 on, else at a fixed step); in later
+  rounds, at the first cue after the text that was given to the model.
 * `continuation_rollout` / `branch_rollout` — the trace a trigger branch produced: `z[<h] ⊕ τ ⊕ continuation`.
 * `build_pair` — `{prompt: x, prefix: z[<h], chosen: τ ⊕ continuation, rejected: z[≥h] ⊕ y}` with
   provenance, and never from a chosen side that was not judged safe.
 * `checked_cut` / `checked_pairs` — the same with the pair checks of `checks.py` (the rejected side is no refusal,
   the chosen side turned, one pair per rollout), reporting what each check dropped.
 * `over_refusal_pairs` — helpful ≻ refusal for benign look-alike prompts (empty prefix);
-  `over_refusal_reasons` — why the other samples of such a prompt yielded none.
+  `over_refusal_reasons` — why the other samples of such a prompt yielded none;
+  `contrast_cut` / `contrast_pair` — for a benign prompt the model never refused: its helpful suffix ≻ a trigger
+  branch that refused, sharing the prefix before step 2.
 
 Both the bulk pipeline (queue workers) and the interactive SafeRollout call these functions, so the
 two paths cannot drift apart.
@@ -74,33 +77,53 @@ def is_undetermined(judgement: common_pb2.Judgement) -> bool:
     return common_pb2.VERDICT_UNDETERMINED in (judgement.reasoning_verdict, judgement.response_verdict)
 
 
-def cut_for(rollout: common_pb2.Rollout, judgement: common_pb2.Judgement) -> Cut | NoPairReason:
+def cut_for(rollout: common_pb2.Rollout, judgement: common_pb2.Judgement, uncued_step: int = 0) -> Cut | NoPairReason:
     """Where to intervene on a judged trace, or why not to.
 
     For an original rollout the cut is the judge's first cue h. For a continuation, the cut is the first
     cue whose step starts at or after the text the model was given (`given_reasoning_chars`): the kept
     prefix and the trigger are not the model's new turn toward compliance.
+
+    `uncued_step` (N >= 2; 0 is the paper's rule) is for unsafe original traces in which the judge found no cue
+    from step 2 on, as with a small model that complies from its first sentence: cut at the first step from 2 on
+    labelled unsafe, else at step N (see `shared.config.intervention`'s `uncued_cut_step`).
     """
     if is_safe(judgement):
         return NoPairReason.SAFE
     if is_undetermined(judgement):
         return NoPairReason.UNDETERMINED
     if rollout.round == 0:
-        if judgement.first_cue < 2 or judgement.first_cue > len(judgement.steps):
-            return NoPairReason.NO_CUE
-        step = judgement.steps[judgement.first_cue - 1]
-        return Cut(step=step.index, offset=step.start)
+        if 2 <= judgement.first_cue <= len(judgement.steps):
+            step = judgement.steps[judgement.first_cue - 1]
+            return Cut(step=step.index, offset=step.start)
+        return _uncued_cut(judgement, uncued_step)
     for step in judgement.steps[1:]:
         if step.label == common_pb2.STEP_LABEL_COMPLIANCE_CUE and step.start >= rollout.given_reasoning_chars:
             return Cut(step=step.index, offset=step.start)
     return NoPairReason.NO_CUE
 
 
+def _uncued_cut(judgement: common_pb2.Judgement, uncued_step: int) -> Cut | NoPairReason:
+    """The cut of an unsafe original trace without a cue from step 2 on, when `uncued_step` allows one."""
+    if uncued_step < 2 or len(judgement.steps) < 2:
+        return NoPairReason.NO_CUE
+    later = judgement.steps[1:]
+    step = next((s for s in later if s.label == common_pb2.STEP_LABEL_UNSAFE), None)
+    if step is None:
+        if len(judgement.steps) < uncued_step:
+            return NoPairReason.NO_CUE
+        step = judgement.steps[uncued_step - 1]
+    return Cut(step=step.index, offset=step.start)
+
+
 def checked_cut(
-    rollout: common_pb2.Rollout, judgement: common_pb2.Judgement, checks: PairChecks = NO_CHECKS
+    rollout: common_pb2.Rollout,
+    judgement: common_pb2.Judgement,
+    checks: PairChecks = NO_CHECKS,
+    uncued_step: int = 0,
 ) -> Cut | NoPairReason:
     """`cut_for`, then the rejected-side check: a suffix that is itself a refusal makes no pair worth training on."""
-    cut = cut_for(rollout, judgement)
+    cut = cut_for(rollout, judgement, uncued_step)
     if isinstance(cut, Cut) and checks.enabled and rejected_is_refusal(rollout, judgement, cut.offset):
         return NoPairReason.REJECTED_REFUSAL
     return cut
@@ -323,6 +346,67 @@ def over_refusal_pairs(
             pair.id = pair_id(pair)
             pairs.append(pair)
     return pairs
+
+
+def contrast_cut(rollouts: list[common_pb2.Rollout], judgements: list[common_pb2.Judgement]) -> tuple[int, Cut] | None:
+    """Over-refusal jobs whose samples never refused: the sample to branch with the triggers, and where.
+
+    A model that never refuses a benign look-alike gives no helpful ≻ refusal pair, yet the harmful pairs teach it
+    the triggers; the contrast pair (see `contrast_pair`) shows it where a trigger is wrong. Our choice where the
+    paper is silent (its over-refusal stage only uses prompts the model refuses): the first sample that was judged
+    safe and helpful, cut before its second step, as the harmful pairs with no cue are (`uncued_cut_step`).
+    """
+    if any(j.response_refused for j in judgements):
+        return None
+    for index, (rollout, judgement) in enumerate(zip(rollouts, judgements, strict=True)):
+        if is_safe(judgement) and len(judgement.steps) >= 2 and rollout.response.strip():
+            step = judgement.steps[1]
+            return index, Cut(step=step.index, offset=step.start)
+    return None
+
+
+def contrast_pair(
+    parent: common_pb2.Rollout,
+    cut: Cut,
+    branch: Branch,
+    job_id: str,
+    reasoning_close: str = DEFAULT_REASONING_CLOSE,
+) -> common_pb2.Pair | None:
+    """helpful ≻ trigger: the benign sample's own suffix from the cut over a trigger branch whose answer refused.
+
+    An over-refusal pair sharing the prefix `z[<h]`, so the trainer's over-refusal mix and NLL term apply to it;
+    None unless the branch refused (a branch that said the trigger and still helped teaches nothing)."""
+    if not branch.judgement.response_refused:
+        return None
+    kept = cut.kept(parent)
+    pair = common_pb2.Pair(
+        prompt=parent.prompt,
+        context=parent.context,
+        prefix=kept,
+        chosen=parent.reasoning[cut.offset :] + reasoning_close + parent.response,
+        rejected=branch.continuation.reasoning[len(kept) :] + reasoning_close + branch.continuation.response,
+        kind=common_pb2.PAIR_KIND_OVER_REFUSAL,
+        provenance=common_pb2.Provenance(
+            rollout_id=branch.continuation.id,
+            continuation_id=parent.id,
+            divergence_step=cut.step,
+            divergence_offset=cut.offset,
+            trigger_id=branch.trigger.id,
+            round=branch.continuation.round,
+            model=parent.model,
+            adapter=parent.adapter,
+            judge_name=branch.judgement.judge_name,
+            judge_version=branch.judgement.judge_version,
+            rejected_reasoning_verdict=branch.judgement.reasoning_verdict,
+            rejected_response_verdict=branch.judgement.response_verdict,
+            chosen_reasoning_verdict=common_pb2.VERDICT_SAFE,
+            chosen_response_verdict=common_pb2.VERDICT_SAFE,
+            job_id=job_id,
+        ),
+    )
+    pair.provenance.created_at.CopyFrom(_now())
+    pair.id = pair_id(pair)
+    return pair
 
 
 def over_refusal_reasons(

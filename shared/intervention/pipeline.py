@@ -1,9 +1,11 @@
 """The bulk pipeline's queue handlers: the decisions of `decisions.py`, one queue stage at a time.
 
     rollout.judged        -> checked_cut -> one continuation.requested with every trigger branch (round 1)
-                             (benign jobs: gather the k samples of a prompt -> over-refusal pairs)
+                             (benign jobs: gather the k samples of a prompt -> over-refusal pairs; with
+                             benign_contrast, none refused -> one sample's trigger branches)
     continuation.judged   -> checked_pairs (safe branches that pass the pair checks, capped per rollout)
                              -> pair.created; none safe -> next_parent -> round r+1
+                             (benign jobs: helpful suffix ≻ the first branch that refused -> pair.created)
     rollout.generated, continuation.generated (a second consumer group) -> per-stage counts, generation errors
     <stream>.dead         -> the rollouts whose entries a stage gave up on become terminal ("failed")
 
@@ -30,6 +32,8 @@ from shared.intervention.decisions import (
     PairProvenance,
     checked_cut,
     checked_pairs,
+    contrast_cut,
+    contrast_pair,
     is_safe,
     next_parent,
     over_refusal_pairs,
@@ -73,6 +77,10 @@ class PipelineConfig:
     trigger_pool: str
     reasoning_close: str = DEFAULT_REASONING_CLOSE
     checks: PairChecks = field(default_factory=PairChecks)
+    # `cut_for`'s uncued_step: where to cut an unsafe original trace that has no cue (0: make no pair).
+    uncued_cut_step: int = 0
+    # Over-refusal jobs whose samples never refused: branch one with the triggers for a contrast pair.
+    benign_contrast: bool = False
 
 
 class Pipeline:
@@ -107,7 +115,7 @@ class Pipeline:
         if spec.benign:
             self._gather_sample(job_id, spec.samples_per_prompt, message)
             return
-        cut = checked_cut(rollout, judgement, self.config.checks)
+        cut = checked_cut(rollout, judgement, self.config.checks, self.config.uncued_cut_step)
         if cut is not NoPairReason.SAFE:
             self.jobs.add(job_id, "unsafe", rollout.id)
         if isinstance(cut, Cut) and spec.max_rounds >= 1:
@@ -173,7 +181,24 @@ class Pipeline:
         judgements = [m.judgement for m in judged]
         pairs = over_refusal_pairs(rollouts, judgements, job_id, self.config.reasoning_close)
         self._emit_pairs(job_id, pairs)
-        self._finish(job_id, over_refusal_reasons(rollouts, judgements, pairs))
+        reasons = over_refusal_reasons(rollouts, judgements, pairs)
+        contrast = contrast_cut(rollouts, judgements) if self.config.benign_contrast and not pairs else None
+        if contrast is not None:
+            # The branched sample stays open until its branches are judged (`_close_contrast`).
+            index, cut = contrast
+            origin = rollouts[index]
+            del reasons[origin.id]
+            self._request_round(job_id, self._known(job_id), origin, judgements[index], cut, 1, origin.id)
+        self._finish(job_id, reasons)
+
+    def _close_contrast(
+        self, job_id: str, request: queue_pb2.ContinuationRequested, cut: Cut, branches: list[Branch]
+    ) -> None:
+        """The benign sample's contrast pair: its helpful suffix over the first trigger branch that refused."""
+        found = (contrast_pair(request.parent, cut, b, job_id, self.config.reasoning_close) for b in branches)
+        pairs = [pair for pair in found if pair is not None][:1]
+        self._emit_pairs(job_id, pairs)
+        self._finish(job_id, {request.origin_rollout_id: None if pairs else NoPairReason.NO_REFUSAL})
 
     # continuation.judged
 
@@ -194,6 +219,9 @@ class Pipeline:
             Branch(Trigger(b.trigger_id, b.trigger_text), c, j)
             for b, c, j in zip(request.branches, continuations, judgements, strict=True)
         ]
+        if spec.benign:
+            self._close_contrast(job_id, request, cut, branches)
+            return
         checked = checked_pairs(
             request.parent,
             request.parent_judgement,

@@ -50,6 +50,9 @@ BENIGN_SETS = ("star-benign-915", "demo-benign")
 REASONING_TOKENS = 256
 RESPONSE_TOKENS = 128
 OVER_REFUSAL_FRACTION = 0.25
+# SmolLM2-135M complies from its first sentence, so its judged-unsafe traces rarely hold a cue from step 2 on (57 of 62
+# in a 158-prompt run): cut those at their first unsafe step from 2 on, else at step 2, the paper's earliest cut.
+UNCUED_CUT_STEP = 2
 
 
 class RunState:
@@ -170,6 +173,13 @@ def _eval_judge(requested: str | None, pairs_judge: str, llm_url: str | None) ->
     show_default=True,
     help="Judge that finds cues and builds the pairs.",
 )
+@click.option(
+    "--uncued-cut-step",
+    type=click.IntRange(min=0),
+    default=UNCUED_CUT_STEP,
+    show_default=True,
+    help="Cut unsafe traces without a cue from step 2 on at their first unsafe step, else at this step (0: skip).",
+)
 @click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
 @click.option("--train-steps", type=click.IntRange(min=0), default=0, help="Optimizer steps (0: from --epochs).")
 @click.option("--lr", type=float, default=5e-5, show_default=True, help="Peak learning rate (LoRA).")
@@ -216,6 +226,7 @@ def reproduce(**options: Any) -> None:
         "response_tokens": options["response_tokens"],
         "seed": options["seed"],
         "judge": options["judge"],
+        "uncued_cut_step": options["uncued_cut_step"],
         "epochs": options["epochs"],
         "train_steps": options["train_steps"],
         "lr": options["lr"],
@@ -314,7 +325,10 @@ def _pairs_stage(folder: Path, state: RunState, options: dict[str, Any], benign:
     # (AOF) stays there between runs, which is what lets a killed run follow its jobs again.
     jobs, count = _generate_pairs(
         run_dir(),
-        env=demo_env(options["reasoning_tokens"], options["response_tokens"], options["judge"]),
+        env={
+            **demo_env(options["reasoning_tokens"], options["response_tokens"], options["judge"]),
+            "INTERVENE_UNCUED_CUT_STEP": str(options["uncued_cut_step"]),
+        },
         requests=requests,
         out=out,
         fmt="jsonl",
