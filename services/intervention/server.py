@@ -15,16 +15,10 @@ from shared.config.intervention import InterventionSettings
 from shared.intervention.feeder import JobFeeder
 from shared.intervention.interactive import SafeRolloutRunner
 from shared.intervention.jobs import JobStore
+from shared.intervention.pairsink import PairSink
 from shared.intervention.pipeline import Pipeline, PipelineConfig
 from shared.intervention.triggers import load_pool
-from shared.protos.intervene.v1 import (
-    common_pb2,
-    intervention_pb2,
-    intervention_pb2_grpc,
-    pairstore_pb2,
-    pairstore_pb2_grpc,
-    queue_pb2,
-)
+from shared.protos.intervene.v1 import intervention_pb2, intervention_pb2_grpc
 from shared.queues import (
     CONTINUATION_GENERATED,
     CONTINUATION_JUDGED,
@@ -119,19 +113,6 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         settings.checks(),
     )
 
-    def store_pairs(pairs: list[common_pb2.Pair]) -> None:
-        if pairstore is None:
-            pair_queue.produce_many([queue_pb2.PairCreated(pair=pair) for pair in pairs])
-            return
-        try:
-            pairstore_pb2_grpc.PairStoreServiceStub(pairstore).PutPairs(
-                pairstore_pb2.PutPairsRequest(pairs=pairs), timeout=30
-            )
-        except grpc.RpcError as error:
-            # The client still gets its safe trace; the pairs go the queued way and the store takes them later.
-            log.warning("PutPairs failed (%s); sending %d pairs to pair.created", error.code(), len(pairs))
-            pair_queue.produce_many([queue_pb2.PairCreated(pair=pair) for pair in pairs])
-
     progress_queues = [queue(ROLLOUT_GENERATED), queue(CONTINUATION_GENERATED)]
 
     def before_submit() -> None:
@@ -148,7 +129,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         jobs,
         requests,
         runner,
-        store_pairs,
+        PairSink(pair_queue, pairstore),
         before_submit,
     )
     background: list = []
