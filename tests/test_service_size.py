@@ -1,7 +1,8 @@
 """The services stay thin: each module under services/ is wiring or RPC handlers, at most 200 lines.
 
 A service is `server.py` (process wiring: settings to library objects, workers, health) and `servicer.py` (RPC
-handlers: validation and status codes); what their methods do belongs to the library (`shared/`). Lines are
+handlers: validation and status codes); what their methods do belongs to the library (`shared/`), queue handlers
+included (`shared/<package>/worker.py`, docs/design.md §3). Lines are
 counted plainly, as `wc -l` does (blank lines, comments and docstrings included), so the number is the one a
 reader sees.
 """
@@ -9,6 +10,8 @@ reader sees.
 from __future__ import annotations
 
 from pathlib import Path
+
+import pytest
 
 SERVICES = Path(__file__).resolve().parents[1] / "services"
 MAX_LINES = 200
@@ -37,3 +40,9 @@ def test_a_long_module_is_named(tmp_path: Path) -> None:
     (service / "server.py").write_text("x = 1\n" * (MAX_LINES + 1))
     (service / "servicer.py").write_text("x = 1\n" * MAX_LINES)
     assert long_modules(sorted(service.glob("*.py"))) == [f"services/example/server.py: {MAX_LINES + 1} lines"]
+
+
+@pytest.mark.parametrize("name", ["generation", "intervention", "judge", "pairstore"])
+def test_each_server_has_its_wiring_and_handlers_only(name: str) -> None:
+    modules = {path.name for path in (SERVICES / name).glob("*.py")}
+    assert modules == {"__init__.py", "__main__.py", "server.py", "servicer.py"}, f"services/{name}: {sorted(modules)}"

@@ -16,8 +16,8 @@ from shared.intervention.feeder import JobFeeder
 from shared.intervention.interactive import SafeRolloutRunner
 from shared.intervention.jobs import JobStore
 from shared.intervention.pairsink import PairSink
-from shared.intervention.pipeline import Pipeline, PipelineConfig
 from shared.intervention.triggers import load_pool
+from shared.intervention.worker import Pipeline, PipelineConfig
 from shared.protos.intervene.v1 import intervention_pb2, intervention_pb2_grpc
 from shared.queues import (
     CONTINUATION_GENERATED,

@@ -7,11 +7,11 @@ import threading
 import redis
 
 from services.judge.servicer import SERVICE_NAME, JudgeServicer, register
-from services.judge.worker import GROUP, judge_continuations, judge_rollouts
 from shared.config.base import QueueSettings
 from shared.config.judge import JudgeSettings
 from shared.judging.base import Judge
 from shared.judging.registry import JudgeOptions, make_judge
+from shared.judging.worker import GROUP, judge_continuations, judge_rollouts
 from shared.queues import (
     CONTINUATION_GENERATED,
     CONTINUATION_JUDGED,

@@ -1,4 +1,5 @@
-"""The bulk pipeline's queue handlers: the decisions of `decisions.py`, one queue stage at a time.
+"""Queue handlers of the intervention service (the bulk pipeline): the decisions of `decisions.py`, one queue stage
+at a time.
 
     rollout.judged        -> checked_cut -> one continuation.requested with every trigger branch (round 1)
                              (benign jobs: gather the k samples of a prompt -> over-refusal pairs)
