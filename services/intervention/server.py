@@ -2,10 +2,6 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
-
 import grpc
 import redis
 
@@ -18,6 +14,7 @@ from shared.intervention.jobs import JobStore
 from shared.intervention.pairsink import PairSink
 from shared.intervention.triggers import load_pool
 from shared.intervention.worker import Pipeline, PipelineConfig
+from shared.periodic import Periodic
 from shared.protos.intervene.v1 import intervention_pb2, intervention_pb2_grpc
 from shared.queues import (
     CONTINUATION_GENERATED,
@@ -37,38 +34,7 @@ from shared.rpc.health import redis_check
 from shared.rpc.metrics import ServiceMetrics
 from shared.rpc.server import ServiceSpec, run_service
 
-log = logging.getLogger("intervene.intervention")
 SERVICE_NAME = intervention_pb2.DESCRIPTOR.services_by_name["InterventionService"].full_name
-
-
-class Periodic:
-    """Background task: runs `step` every `every_s` seconds; a failed round is logged and the next one retries."""
-
-    def __init__(self, name: str, step: Callable[[], object], every_s: float) -> None:
-        self.name = name
-        self.step = step
-        self.every_s = every_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"intervention-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.step()
-            except redis.exceptions.RedisError as error:
-                log.warning("%s failed: %s", self.name, error)
-            except Exception:
-                log.exception("%s failed", self.name)
 
 
 def _channel(address: str, settings: InterventionSettings) -> grpc.Channel:
@@ -143,8 +109,8 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
             Worker(queue(ROLLOUT_GENERATED), progress, name, batch_handler=pipeline.on_rollouts_generated),
             Worker(queue(CONTINUATION_GENERATED), progress, name, batch_handler=pipeline.on_continuations_generated),
             # Ends the rollouts whose queue entries were dead-lettered.
-            Periodic("dead-letter-sweep", pipeline.sweep_dead_letters, 2.0),
-            Periodic("job-feeder", JobFeeder(jobs, requests, settings.rollout_window).feed, 0.2),
+            Periodic("intervention-dead-letter-sweep", pipeline.sweep_dead_letters, 2.0),
+            Periodic("intervention-job-feeder", JobFeeder(jobs, requests, settings.rollout_window).feed, 0.2),
             LagReporter(client, [ROLLOUT_JUDGED, CONTINUATION_JUDGED], metrics),
         ]
     return ServiceSpec(
