@@ -8,6 +8,7 @@ import redis
 from services.intervention.servicer import InterventionServicer
 from shared.config.base import QueueSettings
 from shared.config.intervention import InterventionSettings
+from shared.intervention.checks import PairChecks
 from shared.intervention.feeder import JobFeeder
 from shared.intervention.interactive import SafeRolloutRunner
 from shared.intervention.jobs import JobStore
@@ -59,6 +60,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
     # Workers block in XREADGROUP, so their client's timeout must outlast a blocking read.
     queue_client = redis.Redis.from_url(url, socket_timeout=queue_settings.block_ms / 1000 + 10)
     jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds)
+    checks = PairChecks(settings.pair_checks, settings.pair_max_similarity, settings.max_pairs_per_rollout)
 
     def queue(stream: str, shared_client: redis.Redis = queue_client) -> WorkQueue:
         return WorkQueue(shared_client, stream, settings=queue_settings)
@@ -68,7 +70,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         jobs,
         queue(CONTINUATION_REQUESTED, client),
         pair_queue,
-        PipelineConfig(tuple(triggers), pool.label, settings.reasoning_close, settings.checks()),
+        PipelineConfig(tuple(triggers), pool.label, settings.reasoning_close, checks),
     )
     pairstore = _channel(settings.pairstore_address, settings) if settings.pairstore_address else None
     runner = SafeRolloutRunner(
@@ -76,7 +78,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         _channel(settings.judge_address, settings),
         pool.label,
         settings.reasoning_close,
-        settings.checks(),
+        checks,
     )
 
     progress_queues = [queue(ROLLOUT_GENERATED), queue(CONTINUATION_GENERATED)]
