@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import logging
-import threading
-from collections.abc import Callable
-
 import grpc
 import redis
 
 from services.intervention.servicer import InterventionServicer
 from shared.config.base import QueueSettings
 from shared.config.intervention import InterventionSettings
+from shared.intervention.checks import PairChecks
 from shared.intervention.feeder import JobFeeder
 from shared.intervention.interactive import SafeRolloutRunner
 from shared.intervention.jobs import JobStore
-from shared.intervention.pipeline import Pipeline, PipelineConfig
+from shared.intervention.pairsink import PairSink
 from shared.intervention.triggers import load_pool
-from shared.protos.intervene.v1 import (
-    common_pb2,
-    intervention_pb2,
-    intervention_pb2_grpc,
-    pairstore_pb2,
-    pairstore_pb2_grpc,
-    queue_pb2,
-)
+from shared.intervention.worker import Pipeline, PipelineConfig
+from shared.periodic import Periodic
+from shared.protos.intervene.v1 import intervention_pb2, intervention_pb2_grpc
 from shared.queues import (
     CONTINUATION_GENERATED,
     CONTINUATION_JUDGED,
@@ -43,38 +35,7 @@ from shared.rpc.health import redis_check
 from shared.rpc.metrics import ServiceMetrics
 from shared.rpc.server import ServiceSpec, run_service
 
-log = logging.getLogger("intervene.intervention")
 SERVICE_NAME = intervention_pb2.DESCRIPTOR.services_by_name["InterventionService"].full_name
-
-
-class Periodic:
-    """Background task: runs `step` every `every_s` seconds; a failed round is logged and the next one retries."""
-
-    def __init__(self, name: str, step: Callable[[], object], every_s: float) -> None:
-        self.name = name
-        self.step = step
-        self.every_s = every_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-
-    def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name=f"intervention-{self.name}", daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(10)
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.every_s):
-            try:
-                self.step()
-            except redis.exceptions.RedisError as error:
-                log.warning("%s failed: %s", self.name, error)
-            except Exception:
-                log.exception("%s failed", self.name)
 
 
 def _channel(address: str, settings: InterventionSettings) -> grpc.Channel:
@@ -99,6 +60,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
     # Workers block in XREADGROUP, so their client's timeout must outlast a blocking read.
     queue_client = redis.Redis.from_url(url, socket_timeout=queue_settings.block_ms / 1000 + 10)
     jobs = JobStore(client, settings.key_prefix, settings.job_ttl_seconds)
+    checks = PairChecks(settings.pair_checks, settings.pair_max_similarity, settings.max_pairs_per_rollout)
 
     def queue(stream: str, shared_client: redis.Redis = queue_client) -> WorkQueue:
         return WorkQueue(shared_client, stream, settings=queue_settings)
@@ -112,7 +74,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
             tuple(triggers),
             pool.label,
             settings.reasoning_close,
-            settings.checks(),
+            checks,
             settings.uncued_cut_step,
             settings.over_refusal_contrast,
         ),
@@ -123,21 +85,8 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         _channel(settings.judge_address, settings),
         pool.label,
         settings.reasoning_close,
-        settings.checks(),
+        checks,
     )
-
-    def store_pairs(pairs: list[common_pb2.Pair]) -> None:
-        if pairstore is None:
-            pair_queue.produce_many([queue_pb2.PairCreated(pair=pair) for pair in pairs])
-            return
-        try:
-            pairstore_pb2_grpc.PairStoreServiceStub(pairstore).PutPairs(
-                pairstore_pb2.PutPairsRequest(pairs=pairs), timeout=30
-            )
-        except grpc.RpcError as error:
-            # The client still gets its safe trace; the pairs go the queued way and the store takes them later.
-            log.warning("PutPairs failed (%s); sending %d pairs to pair.created", error.code(), len(pairs))
-            pair_queue.produce_many([queue_pb2.PairCreated(pair=pair) for pair in pairs])
 
     progress_queues = [queue(ROLLOUT_GENERATED), queue(CONTINUATION_GENERATED)]
 
@@ -155,7 +104,7 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
         jobs,
         requests,
         runner,
-        store_pairs,
+        PairSink(pair_queue, pairstore),
         before_submit,
     )
     background: list = []
@@ -169,8 +118,8 @@ def build_spec(settings: InterventionSettings, queue_settings: QueueSettings | N
             Worker(queue(ROLLOUT_GENERATED), progress, name, batch_handler=pipeline.on_rollouts_generated),
             Worker(queue(CONTINUATION_GENERATED), progress, name, batch_handler=pipeline.on_continuations_generated),
             # Ends the rollouts whose queue entries were dead-lettered.
-            Periodic("dead-letter-sweep", pipeline.sweep_dead_letters, 2.0),
-            Periodic("job-feeder", JobFeeder(jobs, requests, settings.rollout_window).feed, 0.2),
+            Periodic("intervention-dead-letter-sweep", pipeline.sweep_dead_letters, 2.0),
+            Periodic("intervention-job-feeder", JobFeeder(jobs, requests, settings.rollout_window).feed, 0.2),
             LagReporter(client, [ROLLOUT_JUDGED, CONTINUATION_JUDGED], metrics),
         ]
     return ServiceSpec(

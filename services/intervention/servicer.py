@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import threading
 import uuid
@@ -11,19 +10,19 @@ from collections.abc import Callable, Iterator
 import grpc
 
 from shared.config.intervention import InterventionSettings
+from shared.intervention.counting import counted
 from shared.intervention.interactive import Deadline, DeadlineExceeded, RolloutPlan, SafeRolloutRunner, shown
 from shared.intervention.jobs import JobStore
 from shared.intervention.loop import Outcome
 from shared.intervention.submission import InvalidRequest, QueueFull, SubmitLimits, check_prompt, check_rounds, submit
 from shared.intervention.triggers import TriggerPool
-from shared.observability import domain
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, intervention_pb2_grpc, queue_pb2
-from shared.queues import PAIR_CREATED, WorkQueue
+from shared.queues import WorkQueue
 from shared.rpc.errors import ServiceError
 
 log = logging.getLogger("intervene.intervention")
 
-PairSink = Callable[[list[common_pb2.Pair]], None]
+StorePairs = Callable[[list[common_pb2.Pair]], None]
 
 
 class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
@@ -34,7 +33,7 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
         jobs: JobStore,
         requests: WorkQueue[queue_pb2.RolloutRequested],
         runner: SafeRolloutRunner,
-        store_pairs: PairSink,
+        store_pairs: StorePairs,
         before_submit: Callable[[], None] = lambda: None,
     ) -> None:
         self.settings = settings
@@ -44,16 +43,7 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
         self.runner = runner
         self.store_pairs = store_pairs
         self.before_submit = before_submit
-        self.limits = SubmitLimits(
-            max_prompt_chars=settings.max_prompt_chars,
-            max_prompts_per_job=settings.max_prompts_per_job,
-            limit_samples_per_prompt=settings.limit_samples_per_prompt,
-            benign_samples_per_prompt=settings.benign_samples_per_prompt,
-            default_rounds=settings.max_rounds,
-            limit_rounds=settings.limit_rounds,
-            data_dir=settings.data_dir,
-            rollout_window=settings.rollout_window,
-        )
+        self.limits = SubmitLimits.from_settings(settings)
 
     # Safe rollouts.
 
@@ -99,7 +89,7 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
         )
 
     def SafeRollout(self, request: intervention_pb2.SafeRolloutRequest, context: grpc.ServicerContext):
-        with _counted("SafeRollout") as counted:
+        with counted("SafeRollout") as outcomes:
             plan = self._plan(request.spec)
             deadline = self._deadline(context)
             try:
@@ -108,13 +98,13 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
                 raise ServiceError.deadline_exceeded(str(error)) from None
             except grpc.RpcError as error:
                 raise _peer_error(error) from None
-            counted.append(outcome)
+            outcomes.append(outcome)
             return self._response(outcome, request.spec)
 
     def SafeRolloutStream(
         self, request: intervention_pb2.SafeRolloutStreamRequest, context: grpc.ServicerContext
     ) -> Iterator[intervention_pb2.SafeRolloutStreamResponse]:
-        with _counted("SafeRolloutStream") as counted:
+        with counted("SafeRolloutStream") as outcomes:
             plan = self._plan(request.spec)
             deadline = self._deadline(context)
             sink: list[Outcome] = []
@@ -124,7 +114,7 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
                 raise ServiceError.deadline_exceeded(str(error)) from None
             except grpc.RpcError as error:
                 raise _peer_error(error) from None
-            counted.append(sink[0])
+            outcomes.append(sink[0])
             yield intervention_pb2.SafeRolloutStreamResponse(result=self._response(sink[0], request.spec))
 
     # Bulk jobs.
@@ -143,18 +133,9 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
     def _job(self, job_id: str) -> common_pb2.Job:
         if not job_id:
             raise ServiceError.invalid_argument("job_id", "is empty")
-        found = self.jobs.read(job_id)
-        if found is None:
+        job = self.jobs.status(job_id, self.settings.pairstore_group)
+        if job is None:
             raise ServiceError.not_found(f"no job {job_id[:80]!r} (jobs expire {self.settings.job_ttl_seconds}s after)")
-        job = found
-        if job.state != common_pb2.JOB_STATE_RUNNING:
-            # Done means the pair store has taken every pair of the job, not only that they were queued to it.
-            if not self.jobs.pairs_stored(job_id, PAIR_CREATED, self.settings.pairstore_group):
-                job.state = common_pb2.JOB_STATE_RUNNING
-                job.ClearField("finished_at")
-            elif not job.HasField("finished_at"):
-                self.jobs.mark_finished(job_id)
-                job = self.jobs.read(job_id)
         return job
 
     def GetJob(self, request: intervention_pb2.GetJobRequest, context: grpc.ServicerContext):
@@ -174,41 +155,6 @@ class InterventionServicer(intervention_pb2_grpc.InterventionServiceServicer):
             if job.state != common_pb2.JOB_STATE_RUNNING:
                 return
             gone.wait(self.settings.watch_interval_seconds)
-
-
-@contextlib.contextmanager
-def _counted(method: str) -> Iterator[list[Outcome]]:
-    """Counts the call's outcome in `intervene_safe_rollouts_total`: the body appends the Outcome it got; an error
-    counts by its status (anything but a bad request or the client's deadline means nothing was returned: the
-    call failed closed)."""
-    got: list[Outcome] = []
-    try:
-        yield got
-    except ServiceError as error:
-        domain.SAFE_ROLLOUTS.labels(method=method, outcome=_error_outcome(error.code)).inc()
-        raise
-    except Exception:
-        domain.SAFE_ROLLOUTS.labels(method=method, outcome="failed_closed").inc()
-        raise
-    if got:
-        outcome = got[0]
-        name = "withheld" if outcome.withheld else "corrected" if outcome.interventions else "clean"
-        domain.SAFE_ROLLOUTS.labels(method=method, outcome=name).inc()
-        rounds: dict[int, bool] = {}
-        for record in outcome.interventions:
-            rounds[record.round] = rounds.get(record.round, False) or record.success
-        for round_, safe in sorted(rounds.items()):
-            domain.INTERVENTIONS.labels(
-                path="interactive", round=str(round_), outcome="safe" if safe else "unsafe"
-            ).inc()
-
-
-def _error_outcome(code: grpc.StatusCode) -> str:
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return "deadline_exceeded"
-    if code in (grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.FAILED_PRECONDITION):
-        return "invalid_argument"
-    return "failed_closed"
 
 
 def _call_id() -> str:

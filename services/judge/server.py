@@ -7,11 +7,11 @@ import threading
 import redis
 
 from services.judge.servicer import SERVICE_NAME, JudgeServicer, register
-from services.judge.worker import GROUP, judge_continuations, judge_rollouts
 from shared.config.base import QueueSettings
 from shared.config.judge import JudgeSettings
 from shared.judging.base import Judge
 from shared.judging.registry import JudgeOptions, make_judge
+from shared.judging.worker import GROUP, judge_continuations, judge_rollouts
 from shared.queues import (
     CONTINUATION_GENERATED,
     CONTINUATION_JUDGED,
@@ -27,26 +27,9 @@ from shared.rpc.metrics import ServiceMetrics
 from shared.rpc.server import ServiceSpec, run_service
 
 
-def judge_options(settings: JudgeSettings) -> JudgeOptions:
-    """The back-end options the settings give."""
-    return JudgeOptions(
-        rules_patterns=settings.judge_rules_patterns,
-        classifier_model=settings.judge_classifier_model,
-        classifier_encoder=settings.judge_classifier_encoder,
-        llm_base_url=settings.judge_llm_base_url,
-        llm_model=settings.judge_llm_model,
-        llm_api_key=settings.resolved_llm_api_key(),
-        llm_timeout_seconds=settings.judge_llm_timeout_seconds,
-        llm_retries=settings.judge_llm_retries,
-        llm_answer_retries=settings.judge_llm_answer_retries,
-        llm_prompts_dir=settings.judge_llm_prompts_dir,
-        cascade_threshold=settings.judge_cascade_threshold,
-    )
-
-
 def build_judge(settings: JudgeSettings) -> Judge:
     """The judge back end the settings name."""
-    return make_judge(settings.judge_backend, judge_options(settings))
+    return make_judge(settings.judge_backend, JudgeOptions.from_settings(settings))
 
 
 def build_spec(

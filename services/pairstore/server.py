@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import redis
 
-from services.pairstore.consumer import GROUP, store_batch
 from services.pairstore.servicer import PairStoreServicer
 from shared.config.base import QueueSettings
 from shared.config.pairstore import PairStoreSettings
 from shared.pairs.store import PairRepository
+from shared.pairs.worker import GROUP, store_batch
 from shared.protos.intervene.v1 import pairstore_pb2, pairstore_pb2_grpc
 from shared.queues import PAIR_CREATED, Worker, WorkQueue, consumer_name
 from shared.queues.reporter import LagReporter
@@ -34,7 +34,8 @@ def build_spec(settings: PairStoreSettings, queue_settings: QueueSettings | None
         # The consumer blocks in XREADGROUP, so its client's timeout must outlast a blocking read.
         queue_client = redis.Redis.from_url(url, socket_timeout=queue_settings.block_ms / 1000 + 5)
         queue = WorkQueue(queue_client, PAIR_CREATED, settings=queue_settings)
-        background.append(Worker(queue, GROUP, consumer_name(), batch_handler=store_batch(repository, settings)))
+        handler = store_batch(repository, settings.max_field_chars)
+        background.append(Worker(queue, GROUP, consumer_name(), batch_handler=handler))
         background.append(LagReporter(client, [PAIR_CREATED], metrics))
     return ServiceSpec(
         name="pairstore",

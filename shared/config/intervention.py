@@ -7,8 +7,15 @@ from pathlib import Path
 from pydantic import Field, field_validator, model_validator
 
 from shared.config.base import ServiceSettings
-from shared.intervention.checks import DEFAULT_MAX_PAIRS_PER_ROLLOUT, DEFAULT_MAX_SIMILARITY, PairChecks
-from shared.intervention.decisions import DEFAULT_REASONING_CLOSE
+
+# Defaults the intervention library shares (shared/intervention/checks.py and decisions.py import them from here).
+# A safe branch this similar to the rejected suffix, or more, makes no pair; the checks' docstring says why 0.6.
+DEFAULT_MAX_SIMILARITY = 0.6
+# Pairs kept per intervened rollout (the paper keeps the first safe branch).
+DEFAULT_MAX_PAIRS_PER_ROLLOUT = 1
+# Text between the reasoning and the response in pairs' suffixes; the generation service writes the
+# same string when it closes a think block (INTERVENE_FORCED_CLOSE).
+DEFAULT_REASONING_CLOSE = "\n</think>\n\n"
 
 
 class InterventionSettings(ServiceSettings):
@@ -86,10 +93,6 @@ class InterventionSettings(ServiceSettings):
         if value == 1:
             raise ValueError("uncued_cut_step is 1; give 0 (off) or a step >= 2 (the paper never cuts before step 2)")
         return value
-
-    def checks(self) -> PairChecks:
-        """The pair checks these settings ask for."""
-        return PairChecks(self.pair_checks, self.pair_max_similarity, self.max_pairs_per_rollout)
 
     reasoning_close: str = Field(
         DEFAULT_REASONING_CLOSE,

@@ -27,10 +27,9 @@ from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
 
+from shared.config.intervention import DEFAULT_MAX_PAIRS_PER_ROLLOUT, DEFAULT_MAX_SIMILARITY
 from shared.protos.intervene.v1 import common_pb2
 
-DEFAULT_MAX_SIMILARITY = 0.6
-DEFAULT_MAX_PAIRS_PER_ROLLOUT = 1
 _WORD = re.compile(r"\w+")
 _UNSAFE_LABELS = (common_pb2.STEP_LABEL_COMPLIANCE_CUE, common_pb2.STEP_LABEL_UNSAFE)
 

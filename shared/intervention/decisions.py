@@ -24,15 +24,12 @@ from enum import StrEnum
 
 from google.protobuf import timestamp_pb2
 
+from shared.config.intervention import DEFAULT_REASONING_CLOSE
 from shared.intervention.checks import NO_CHECKS, Check, PairChecks, capped, chosen_failure, rejected_is_refusal
 from shared.intervention.ids import continuation_id
 from shared.intervention.triggers import Trigger
 from shared.pairs.ids import pair_id
 from shared.protos.intervene.v1 import common_pb2, generation_pb2
-
-# Text between the reasoning and the response in pairs' suffixes; the generation service writes the
-# same string when it closes a think block (INTERVENE_FORCED_CLOSE).
-DEFAULT_REASONING_CLOSE = "\n</think>\n\n"
 
 
 class NoPairReason(StrEnum):

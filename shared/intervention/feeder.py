@@ -20,28 +20,12 @@ from shared.intervention.ids import rollout_id
 from shared.intervention.jobs import JobSpec, JobStore
 from shared.observability import tracing
 from shared.protos.intervene.v1 import common_pb2, queue_pb2
-from shared.queues import (
-    CONTINUATION_GENERATED,
-    CONTINUATION_JUDGED,
-    CONTINUATION_REQUESTED,
-    PAIR_CREATED,
-    ROLLOUT_GENERATED,
-    ROLLOUT_JUDGED,
-    BackPressureError,
-    WorkQueue,
-)
+from shared.queues import ALL_STREAMS, ROLLOUT_REQUESTED, BackPressureError, WorkQueue
 
 # Rollouts queued per atomic step (the most `produce_guarded` takes).
 CHUNK = 1000
 # The streams after rollout.requested: feeding pauses while one of them holds a window's worth of entries.
-DOWNSTREAM = (
-    ROLLOUT_GENERATED,
-    ROLLOUT_JUDGED,
-    CONTINUATION_REQUESTED,
-    CONTINUATION_GENERATED,
-    CONTINUATION_JUDGED,
-    PAIR_CREATED,
-)
+DOWNSTREAM = tuple(stream for stream in ALL_STREAMS if stream != ROLLOUT_REQUESTED)
 
 
 class JobFeeder:

@@ -35,6 +35,7 @@ import redis
 from shared.intervention.checks import BRANCH_CHECKS
 from shared.intervention.decisions import NoPairReason
 from shared.protos.intervene.v1 import common_pb2
+from shared.queues.names import PAIR_CREATED
 
 PAIRED = "paired"
 
@@ -267,6 +268,21 @@ class JobStore:
 
     def mark_finished(self, job_id: str) -> None:
         self.client.hsetnx(self.key(job_id, "meta"), "finished_at", f"{time.time():.6f}")
+
+    def status(self, job_id: str, pairstore_group: str) -> common_pb2.Job | None:
+        """The job as clients see it (GetJob, WatchJob): done only once the pair store's consumer group has
+        taken every pair of the job, not when they were queued to it; the first read that finds it so records
+        `finished_at`."""
+        job = self.read(job_id)
+        if job is None or job.state == common_pb2.JOB_STATE_RUNNING:
+            return job
+        if not self.pairs_stored(job_id, PAIR_CREATED, pairstore_group):
+            job.state = common_pb2.JOB_STATE_RUNNING
+            job.ClearField("finished_at")
+        elif not job.HasField("finished_at"):
+            self.mark_finished(job_id)
+            job = self.read(job_id)
+        return job
 
     # Reading.
 

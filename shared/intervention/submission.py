@@ -15,6 +15,7 @@ from pathlib import Path
 
 from google.protobuf import json_format
 
+from shared.config.intervention import InterventionSettings
 from shared.datasets import DatasetError, load_prompts, load_templates, wrap_with_templates
 from shared.datasets.catalog import text_id
 from shared.intervention.feeder import JobFeeder
@@ -49,6 +50,20 @@ class SubmitLimits:
     # The data folder of named sets' local copies; None: the default (shared.datasets.folder).
     data_dir: Path | str | None
     rollout_window: int = 1024
+
+    @classmethod
+    def from_settings(cls, settings: InterventionSettings) -> SubmitLimits:
+        """The limits the intervention service's settings set."""
+        return cls(
+            max_prompt_chars=settings.max_prompt_chars,
+            max_prompts_per_job=settings.max_prompts_per_job,
+            limit_samples_per_prompt=settings.limit_samples_per_prompt,
+            benign_samples_per_prompt=settings.benign_samples_per_prompt,
+            default_rounds=settings.max_rounds,
+            limit_rounds=settings.limit_rounds,
+            data_dir=settings.data_dir,
+            rollout_window=settings.rollout_window,
+        )
 
 
 def check_prompt(prompt: common_pb2.Prompt, field: str, max_chars: int) -> None:

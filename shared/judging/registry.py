@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from shared.config.judge import JudgeSettings
 from shared.judging.base import Judge
 
 BACKENDS = ("rules", "classifier", "llm", "cascade")
@@ -30,6 +31,23 @@ class JudgeOptions:
     llm_answer_retries: int = 1
     llm_prompts_dir: Path | None = None
     cascade_threshold: float = 0.8
+
+    @classmethod
+    def from_settings(cls, settings: JudgeSettings) -> JudgeOptions:
+        """The options the judge service's settings give."""
+        return cls(
+            rules_patterns=settings.judge_rules_patterns,
+            classifier_model=settings.judge_classifier_model,
+            classifier_encoder=settings.judge_classifier_encoder,
+            llm_base_url=settings.judge_llm_base_url,
+            llm_model=settings.judge_llm_model,
+            llm_api_key=settings.resolved_llm_api_key(),
+            llm_timeout_seconds=settings.judge_llm_timeout_seconds,
+            llm_retries=settings.judge_llm_retries,
+            llm_answer_retries=settings.judge_llm_answer_retries,
+            llm_prompts_dir=settings.judge_llm_prompts_dir,
+            cascade_threshold=settings.judge_cascade_threshold,
+        )
 
 
 def make_judge(backend: str, options: JudgeOptions | None = None) -> Judge:

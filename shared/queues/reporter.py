@@ -7,15 +7,13 @@ alerts (charts/intervene/templates/prometheusrule.yaml) watch.
 from __future__ import annotations
 
 import logging
-import threading
 from collections.abc import Sequence
 from typing import Protocol
 
 import redis
 
+from shared.periodic import Periodic
 from shared.queues.lag import stream_lag
-
-log = logging.getLogger(__name__)
 
 
 class QueueGauges(Protocol):
@@ -27,8 +25,8 @@ class QueueGauges(Protocol):
 
 
 class LagReporter:
-    """A background task: every `interval_s`, publishes each stream's length and dead letters and each of its
-    consumer groups' lag and pending entries."""
+    """A background task: every `interval_s` (the first time at start), publishes each stream's length and dead
+    letters and each of its consumer groups' lag and pending entries."""
 
     def __init__(
         self, client: redis.Redis, streams: Sequence[str], gauges: QueueGauges, interval_s: float = 5.0
@@ -36,9 +34,15 @@ class LagReporter:
         self._client = client
         self._streams = list(streams)
         self._gauges = gauges
-        self._interval_s = interval_s
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
+        # Redis being away is what the health checks report; here it only means no numbers this round.
+        self._task = Periodic(
+            "queue-lag",
+            self.report_once,
+            interval_s,
+            run_first=True,
+            redis_error_level=logging.DEBUG,
+            stop_timeout_s=5.0,
+        )
 
     def report_once(self) -> None:
         for stream in self._streams:
@@ -47,20 +51,8 @@ class LagReporter:
             for group in report.groups:
                 self._gauges.set_queue_lag(stream, group.group, group.lag, group.pending)
 
-    def _run(self) -> None:
-        while not self._stop.is_set():
-            try:
-                self.report_once()
-            except redis.exceptions.RedisError as error:
-                log.debug("queue lag not reported: %s", error)
-            self._stop.wait(self._interval_s)
-
     def start(self) -> None:
-        self._stop.clear()
-        self._thread = threading.Thread(target=self._run, name="queue-lag", daemon=True)
-        self._thread.start()
+        self._task.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout=5)
+        self._task.stop()

@@ -13,8 +13,10 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -24,7 +26,7 @@ from shared.config.trainer import TrainerSettings
 from shared.datasets import DatasetError
 from shared.evaluation.overlap import EvalOverlapError, check_training_pairs, load_prompt_set
 from shared.training import checkpoint as ckpt
-from shared.training.data import PairRecord, epoch_order, epoch_size, tokenize_records
+from shared.training.data import DataReport, PairRecord, epoch_order, epoch_size, tokenize_records
 from shared.training.distributed import DistEnv, all_reduce_sum, init_distributed
 from shared.training.logprobs import SuffixScorer, score_batch
 from shared.training.loss import suffix_dpo_loss
@@ -151,19 +153,99 @@ def run(settings: TrainerSettings) -> TrainResult:
 
 
 def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
-    from transformers import AutoTokenizer
-
+    """The recipe: check the input, load the data, build the model, resume or seed, train step by step, save."""
     snapshot = _check_before_start(settings)
     checkpoints = settings.output_dir / "checkpoints"
     resume_from = ckpt.latest_checkpoint(checkpoints)
     model_path = resolve_model_path(settings.model)
+    data = _load_data(settings, env, model_path, snapshot)
+    model = _build_model(settings, env, model_path, data.total_steps)
+    start = 0
+    if resume_from is None:
+        _seed(settings, env)
+    else:
+        start = _resume(settings, env, model, resume_from, data.snapshot)
+    run = _Run(settings, env, data, model, _open_outputs(settings, env, model, data.total_steps, start), checkpoints)
+    model.wrapped.train()
+    for step in range(start, data.total_steps):
+        _train_step(run, step)
+    run.outputs.close()
+    return _save(run)
+
+
+# Setup.
+
+
+@dataclass
+class _Data:
+    """This rank's tokenized pairs and the plan of steps over them."""
+
+    pad_token_id: int
+    pairs: list[TokenizedPair]
+    kinds: list[str]
+    report: DataReport
+    snapshot: str
+    size: int
+    """Pairs per epoch, the same on every rank."""
+    steps_per_epoch: int
+    total_steps: int
+    totals: dict[str, int]
+    """Pairs read and used over every rank."""
+
+
+@dataclass
+class _Model:
+    """The model being trained and what updates it."""
+
+    peft_model: torch.nn.Module
+    wrapped: torch.nn.Module
+    trainable: list[torch.nn.Parameter]
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LambdaLR
+    fingerprint: str
+    device: torch.device
+    autocast: Callable[[], contextlib.AbstractContextManager]
+
+
+@dataclass
+class _Outputs:
+    """Where a run's numbers go: the reference cache, the metrics file and gauges, the progress bar."""
+
+    refs: ReferenceCache
+    metrics_path: Path
+    metrics_log: MetricsLog
+    gauges: TrainerMetrics | None
+    bar: Any
+    ref_tokens: int = 0
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+        if self.gauges is not None:
+            self.gauges.close()
+        self.refs.close()
+
+
+@dataclass
+class _Run:
+    settings: TrainerSettings
+    env: DistEnv
+    data: _Data
+    model: _Model
+    outputs: _Outputs
+    checkpoints: Path
+
+
+def _load_data(settings: TrainerSettings, env: DistEnv, model_path: str, snapshot: str) -> _Data:
+    """This rank's shard of pairs, checked for evaluation overlap and tokenized, and the steps they make."""
+    from transformers import AutoTokenizer
+
     tokenizer = AutoTokenizer.from_pretrained(model_path)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
     records, stream_snapshot = _load_records(settings, env)
     if settings.pairs_file is None:
         _check_eval_overlap(settings, records, env)
-    snapshot = stream_snapshot or snapshot
     pairs, kinds, report = tokenize_records(
         records,
         tokenizer,
@@ -173,8 +255,16 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
         alpha=settings.alpha,
         over_refusal_alpha=settings.over_refusal_alpha,
     )
-    local_size = epoch_size(kinds, settings.over_refusal_fraction)
-    size = int(env.all_reduce_min(local_size))
+    size, steps_per_epoch, total_steps, totals = _plan_steps(settings, env, kinds, report)
+    snapshot = stream_snapshot or snapshot
+    return _Data(tokenizer.pad_token_id, pairs, kinds, report, snapshot, size, steps_per_epoch, total_steps, totals)
+
+
+def _plan_steps(
+    settings: TrainerSettings, env: DistEnv, kinds: list[str], report: DataReport
+) -> tuple[int, int, int, dict[str, int]]:
+    """(pairs per epoch, steps per epoch, total steps, pairs read and used over every rank); a collective call."""
+    size = int(env.all_reduce_min(epoch_size(kinds, settings.over_refusal_fraction)))
     per_step = settings.batch_size * settings.grad_accumulation
     steps_per_epoch = size // per_step
     totals = {k: int(v) for k, v in zip(["read", "used"], all_reduce_sum([report.read, report.used]), strict=True)}
@@ -193,7 +283,11 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
             total_steps,
             steps_per_epoch,
         )
+    return size, steps_per_epoch, total_steps, totals
 
+
+def _build_model(settings: TrainerSettings, env: DistEnv, model_path: str, total_steps: int) -> _Model:
+    """The LoRA model on this rank's device, wrapped for DDP or FSDP, with its optimizer and schedule."""
     device = env.device()
     bf16 = settings.precision == "bf16" or (settings.precision == "auto" and device.type == "cuda")
     autocast = (lambda: torch.autocast(device.type, dtype=torch.bfloat16)) if bf16 else contextlib.nullcontext
@@ -207,26 +301,34 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
     trainable = [p for p in wrapped.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(trainable, lr=settings.learning_rate, weight_decay=settings.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(settings, total_steps))
-    start = 0
-    if resume_from is not None:
-        state = ckpt.load_checkpoint(resume_from, wrapped, optimizer, scheduler, env.rank)
-        if state["world_size"] != env.world_size:
-            raise TrainingInputError(
-                f"checkpoint {resume_from} was written by {state['world_size']} ranks, this run has "
-                f"{env.world_size}: the data shards differ; resume with the same number of processes"
-            )
-        if state.get("snapshot_id") != snapshot and settings.pairs_file is None:
-            log.warning("pair store changed since the checkpoint; the saved shard is used")
-        start = state["step"]
-        log.info("rank %d resumes from %s at step %d", env.rank, resume_from, start)
-    else:
-        seed = settings.seed + 1_000_003 * (env.rank + 1)
-        random.seed(seed)
-        np.random.seed(seed % 2**32)
-        torch.manual_seed(seed)
+    return _Model(peft_model, wrapped, trainable, optimizer, scheduler, fingerprint, device, autocast)
 
-    ref_dir = settings.ref_cache_dir or settings.output_dir / "ref-cache"
-    refs = ReferenceCache(ref_dir, fingerprint, env.rank)
+
+def _resume(settings: TrainerSettings, env: DistEnv, model: _Model, folder: Path, snapshot: str) -> int:
+    """Loads the checkpoint in `folder` into the model and optimizer; returns the step it was written at."""
+    state = ckpt.load_checkpoint(folder, model.wrapped, model.optimizer, model.scheduler, env.rank)
+    if state["world_size"] != env.world_size:
+        raise TrainingInputError(
+            f"checkpoint {folder} was written by {state['world_size']} ranks, this run has "
+            f"{env.world_size}: the data shards differ; resume with the same number of processes"
+        )
+    if state.get("snapshot_id") != snapshot and settings.pairs_file is None:
+        log.warning("pair store changed since the checkpoint; the saved shard is used")
+    log.info("rank %d resumes from %s at step %d", env.rank, folder, state["step"])
+    return state["step"]
+
+
+def _seed(settings: TrainerSettings, env: DistEnv) -> None:
+    """Seeds a fresh run, differently on each rank."""
+    seed = settings.seed + 1_000_003 * (env.rank + 1)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def _open_outputs(settings: TrainerSettings, env: DistEnv, model: _Model, total_steps: int, start: int) -> _Outputs:
+    """The reference cache, and on rank 0 the metrics file, the gauges and the progress bar (when asked for)."""
+    refs = ReferenceCache(settings.ref_cache_dir or settings.output_dir / "ref-cache", model.fingerprint, env.rank)
     metrics_path = settings.output_dir / "metrics.jsonl"
     metrics_log = MetricsLog(metrics_path if env.rank == 0 else None)
     gauges = TrainerMetrics.serve(settings.metrics_port) if env.rank == 0 and settings.metrics_port else None
@@ -235,142 +337,198 @@ def _run(settings: TrainerSettings, env: DistEnv) -> TrainResult:
         from tqdm import tqdm
 
         bar = tqdm(total=total_steps, initial=start, desc="suffix DPO", unit="step", file=sys.stderr)
+    return _Outputs(refs, metrics_path, metrics_log, gauges, bar)
 
-    def batch_pairs(step: int, micro: int) -> list[TokenizedPair]:
-        epoch, offset = divmod(step, steps_per_epoch)
-        order = epoch_order(kinds, settings.over_refusal_fraction, settings.seed, epoch, env.rank, size)
-        first = (offset * settings.grad_accumulation + micro) * settings.batch_size
-        return [pairs[i] for i in order[first : first + settings.batch_size]]
 
-    def state_json(step: int) -> dict:
-        epoch, offset = divmod(step, steps_per_epoch)
-        return {
-            "world_size": env.world_size,
-            "epoch": epoch,
-            "step_in_epoch": offset,
-            "snapshot_id": snapshot,
-            "adapter_name": settings.adapter_name,
-            "fingerprint": fingerprint,
-            "data": report.as_dict(),
+# Step.
+
+
+def _train_step(run: _Run, step: int) -> None:
+    """One optimizer step over `grad_accumulation` micro-batches, then its metrics, checkpoint and exit point."""
+    settings = run.settings
+    began = time.perf_counter()
+    sums = torch.zeros(len(METRIC_NAMES) + 2, dtype=torch.float64)
+    for micro in range(settings.grad_accumulation):
+        _micro_step(run, step, micro, sums)
+    grad_norm = _apply_gradients(run.model, settings.max_grad_norm)
+    totals = all_reduce_sum(sums.tolist())
+    elapsed = time.perf_counter() - began
+    done = step + 1
+    _report_step(run, done, totals, grad_norm, elapsed)
+    if done % settings.checkpoint_every == 0 or done == run.data.total_steps:
+        _checkpoint(run, done)
+    if settings.exit_after_steps is not None and done == settings.exit_after_steps and done < run.data.total_steps:
+        log.warning("exit_after_steps=%d reached: exiting as if preempted", done)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(PREEMPTED_EXIT_CODE)
+
+
+def _micro_step(run: _Run, step: int, micro: int, sums: torch.Tensor) -> None:
+    """Forward and backward over one micro-batch (reference log-probs first where the cache lacks them); adds its
+    metrics, pair count and tokens to `sums`."""
+    settings, model, refs = run.settings, run.model, run.outputs.refs
+    chunk = _batch_pairs(run, step, micro)
+    missing = refs.missing(chunk)
+    if missing:
+        packed_missing = pack_pairs(missing, settings.max_row_tokens, run.data.pad_token_id).to(model.device)
+        refs.put(missing, *compute_reference(model.wrapped, packed_missing, model.autocast()))
+        run.outputs.ref_tokens += packed_missing.real_tokens
+    packed = pack_pairs(chunk, settings.max_row_tokens, run.data.pad_token_id).to(model.device)
+    ref_chosen, ref_rejected = refs.get(chunk, model.device)
+    alpha = torch.tensor([p.alpha for p in chunk], device=model.device)
+    last = micro == settings.grad_accumulation - 1
+    wrapped = model.wrapped
+    if hasattr(wrapped, "set_requires_gradient_sync"):
+        wrapped.set_requires_gradient_sync(last)
+    sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
+    with sync:
+        with model.autocast():
+            logps = score_batch(wrapped, packed)
+        loss, per_pair = suffix_dpo_loss(
+            logps, ref_chosen, ref_rejected, settings.beta, alpha, settings.length_normalize
+        )
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"non-finite loss at step {step} on pairs {[p.pair_id for p in chunk]}: lower the learning "
+                "rate or check these pairs"
+            )
+        (loss / settings.grad_accumulation).backward()
+    for i, name in enumerate(METRIC_NAMES):
+        sums[i] += per_pair[name].double().sum().cpu()
+    sums[-2] += len(chunk)
+    sums[-1] += packed.real_tokens
+
+
+def _batch_pairs(run: _Run, step: int, micro: int) -> list[TokenizedPair]:
+    """The pairs of one micro-batch: this rank's epoch order, cut at the step and micro-batch."""
+    settings, data = run.settings, run.data
+    epoch, offset = divmod(step, data.steps_per_epoch)
+    order = epoch_order(data.kinds, settings.over_refusal_fraction, settings.seed, epoch, run.env.rank, data.size)
+    first = (offset * settings.grad_accumulation + micro) * settings.batch_size
+    return [data.pairs[i] for i in order[first : first + settings.batch_size]]
+
+
+def _apply_gradients(model: _Model, max_grad_norm: float) -> torch.Tensor:
+    """Clips the gradients, steps the optimizer and the schedule; returns the norm before clipping."""
+    grad_norm = torch.nn.utils.clip_grad_norm_(model.trainable, max_grad_norm)
+    if hasattr(grad_norm, "full_tensor"):
+        grad_norm = grad_norm.full_tensor()
+    model.optimizer.step()
+    model.scheduler.step()
+    model.optimizer.zero_grad(set_to_none=True)
+    return grad_norm
+
+
+# Evaluate: what each step did, as metrics.
+
+
+def _report_step(run: _Run, done: int, totals: list[float], grad_norm: torch.Tensor, elapsed: float) -> None:
+    """Rank 0 writes the step's metrics (every `log_every` steps and the last) and moves the progress bar."""
+    settings, outputs = run.settings, run.outputs
+    if run.env.rank == 0 and (done % settings.log_every == 0 or done == run.data.total_steps):
+        record = _step_record(run, done, totals, grad_norm, elapsed)
+        outputs.metrics_log.write(record)
+        if outputs.gauges is not None:
+            outputs.gauges.record(record)
+        if outputs.bar is not None:
+            outputs.bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['rewards/accuracies']:.2f}")
+    if outputs.bar is not None:
+        outputs.bar.update(1)
+
+
+def _step_record(run: _Run, done: int, totals: list[float], grad_norm: torch.Tensor, elapsed: float) -> dict:
+    """The metrics line of a step: the loss terms averaged over every rank's pairs, the gradient, the throughput."""
+    n = totals[-2]
+    record = {"step": done, "epoch": done / run.data.steps_per_epoch}
+    record.update({name: totals[i] / n for i, name in enumerate(METRIC_NAMES)})
+    record.update(
+        {
+            "grad_norm": float(grad_norm),
+            "learning_rate": run.model.scheduler.get_last_lr()[0],
+            "tokens": int(totals[-1]),
+            "tokens_per_s": totals[-1] / elapsed,
+            "step_s": elapsed,
+            "ref_computed": run.outputs.refs.computed,
+            "ref_tokens": run.outputs.ref_tokens,
         }
+    )
+    return record
 
-    wrapped.train()
-    ref_tokens = 0
-    for step in range(start, total_steps):
-        began = time.perf_counter()
-        sums = torch.zeros(len(METRIC_NAMES) + 2, dtype=torch.float64)
-        for micro in range(settings.grad_accumulation):
-            chunk = batch_pairs(step, micro)
-            missing = refs.missing(chunk)
-            if missing:
-                packed_missing = pack_pairs(missing, settings.max_row_tokens, tokenizer.pad_token_id).to(device)
-                refs.put(missing, *compute_reference(wrapped, packed_missing, autocast()))
-                ref_tokens += packed_missing.real_tokens
-            packed = pack_pairs(chunk, settings.max_row_tokens, tokenizer.pad_token_id).to(device)
-            ref_chosen, ref_rejected = refs.get(chunk, device)
-            alpha = torch.tensor([p.alpha for p in chunk], device=device)
-            last = micro == settings.grad_accumulation - 1
-            if hasattr(wrapped, "set_requires_gradient_sync"):
-                wrapped.set_requires_gradient_sync(last)
-            sync = contextlib.nullcontext() if last or not hasattr(wrapped, "no_sync") else wrapped.no_sync()
-            with sync:
-                with autocast():
-                    logps = score_batch(wrapped, packed)
-                loss, per_pair = suffix_dpo_loss(
-                    logps, ref_chosen, ref_rejected, settings.beta, alpha, settings.length_normalize
-                )
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(
-                        f"non-finite loss at step {step} on pairs {[p.pair_id for p in chunk]}: lower the learning "
-                        "rate or check these pairs"
-                    )
-                (loss / settings.grad_accumulation).backward()
-            for i, name in enumerate(METRIC_NAMES):
-                sums[i] += per_pair[name].double().sum().cpu()
-            sums[-2] += len(chunk)
-            sums[-1] += packed.real_tokens
-        grad_norm = torch.nn.utils.clip_grad_norm_(trainable, settings.max_grad_norm)
-        if hasattr(grad_norm, "full_tensor"):
-            grad_norm = grad_norm.full_tensor()
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
-        totals_step = all_reduce_sum(sums.tolist())
-        elapsed = time.perf_counter() - began
-        done = step + 1
-        if env.rank == 0 and (done % settings.log_every == 0 or done == total_steps):
-            n = totals_step[-2]
-            record = {"step": done, "epoch": done / steps_per_epoch}
-            record.update({name: totals_step[i] / n for i, name in enumerate(METRIC_NAMES)})
-            record.update(
-                {
-                    "grad_norm": float(grad_norm),
-                    "learning_rate": scheduler.get_last_lr()[0],
-                    "tokens": int(totals_step[-1]),
-                    "tokens_per_s": totals_step[-1] / elapsed,
-                    "step_s": elapsed,
-                    "ref_computed": refs.computed,
-                    "ref_tokens": ref_tokens,
-                }
-            )
-            metrics_log.write(record)
-            if gauges is not None:
-                gauges.record(record)
-            if bar is not None:
-                bar.set_postfix(loss=f"{record['loss']:.4f}", acc=f"{record['rewards/accuracies']:.2f}")
-        if bar is not None:
-            bar.update(1)
-        if done % settings.checkpoint_every == 0 or done == total_steps:
-            ckpt.save_checkpoint(
-                checkpoints, done, wrapped, optimizer, scheduler, state_json(done), env.rank, settings.keep_checkpoints
-            )
-        if settings.exit_after_steps is not None and done == settings.exit_after_steps and done < total_steps:
-            log.warning("exit_after_steps=%d reached: exiting as if preempted", done)
-            sys.stdout.flush()
-            sys.stderr.flush()
-            os._exit(PREEMPTED_EXIT_CODE)
-    if bar is not None:
-        bar.close()
-    if gauges is not None:
-        gauges.close()
-    refs.close()
 
-    state = ckpt.trainable_state(wrapped)
-    digests = replica_digests(peft_model, env) if settings.strategy == "ddp" else []
+# Save.
+
+
+def _checkpoint(run: _Run, done: int) -> None:
+    """A resumable checkpoint after step `done`: weights, optimizer, schedule and where the data stood."""
+    data, env = run.data, run.env
+    epoch, offset = divmod(done, data.steps_per_epoch)
+    state = {
+        "world_size": env.world_size,
+        "epoch": epoch,
+        "step_in_epoch": offset,
+        "snapshot_id": data.snapshot,
+        "adapter_name": run.settings.adapter_name,
+        "fingerprint": run.model.fingerprint,
+        "data": data.report.as_dict(),
+    }
+    model = run.model
+    ckpt.save_checkpoint(
+        run.checkpoints,
+        done,
+        model.wrapped,
+        model.optimizer,
+        model.scheduler,
+        state,
+        env.rank,
+        run.settings.keep_checkpoints,
+    )
+
+
+def _save(run: _Run) -> TrainResult:
+    """The final adapter: the replicas checked equal, rank 0 writes it (and its report), every rank waits for it."""
+    settings, env = run.settings, run.env
+    state = ckpt.trainable_state(run.model.wrapped)
+    digests = replica_digests(run.model.peft_model, env) if settings.strategy == "ddp" else []
     if len(set(digests)) > 1:
         raise RuntimeError(f"DDP replicas diverged: adapter digests per rank {digests}")
     adapter_dir = settings.final_adapter_dir()
-    plot_path = None
-    if env.rank == 0:
-        adapter_dir.parent.mkdir(parents=True, exist_ok=True)
-        ckpt.save_adapter(peft_model, state, adapter_dir)
-        metrics_log.write(
-            {
-                "final": True,
-                "adapter": str(adapter_dir),
-                "steps": total_steps,
-                "data": totals,
-                "data_rank0": report.as_dict(),
-                "replica_digests": digests,
-            }
-        )
-        if settings.plot:
-            plot_path = plot_curves(metrics_path, settings.output_dir / "curves.png")
-        if settings.promote:
-            from shared.training.promote import promote_adapter
-
-            promote_adapter(
-                settings.generation_address,
-                _token(settings.generation_token, settings.generation_token_file),
-                settings.adapter_name,
-                adapter_dir,
-            )
+    plot_path = _publish(run, state, digests, adapter_dir) if env.rank == 0 else None
     env.barrier()
     return TrainResult(
         adapter_dir=adapter_dir,
-        steps=total_steps,
-        metrics_path=metrics_path,
+        steps=run.data.total_steps,
+        metrics_path=run.outputs.metrics_path,
         plot_path=plot_path,
-        data=totals,
+        data=run.data.totals,
         rank=env.rank,
     )
+
+
+def _publish(run: _Run, state: dict, digests: list, adapter_dir: Path) -> Path | None:
+    """Rank 0: writes the adapter and the final metrics line, plots the curves and promotes the adapter when asked;
+    returns the plot's path (None without one)."""
+    settings = run.settings
+    adapter_dir.parent.mkdir(parents=True, exist_ok=True)
+    ckpt.save_adapter(run.model.peft_model, state, adapter_dir)
+    run.outputs.metrics_log.write(
+        {
+            "final": True,
+            "adapter": str(adapter_dir),
+            "steps": run.data.total_steps,
+            "data": run.data.totals,
+            "data_rank0": run.data.report.as_dict(),
+            "replica_digests": digests,
+        }
+    )
+    plot_path = plot_curves(run.outputs.metrics_path, settings.output_dir / "curves.png") if settings.plot else None
+    if settings.promote:
+        from shared.training.promote import promote_adapter
+
+        promote_adapter(
+            settings.generation_address,
+            _token(settings.generation_token, settings.generation_token_file),
+            settings.adapter_name,
+            adapter_dir,
+        )
+    return plot_path

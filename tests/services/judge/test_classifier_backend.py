@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from services.judge.server import build_spec, judge_options
+from services.judge.server import build_spec
 from shared.config.judge import JudgeSettings
 from shared.judging.classifier import ClassifierJudge
 from shared.protos.intervene.v1 import judge_pb2, judge_pb2_grpc
@@ -15,25 +13,6 @@ from shared.rpc.server import start_server
 from tests.shared.judging.encoder import static_encoder
 
 pytestmark = pytest.mark.slow
-
-
-def test_settings_reach_the_back_end(tmp_path: Path) -> None:
-    key_file = tmp_path / "key"
-    key_file.write_text("secret\n")
-    settings = JudgeSettings(
-        auth_disabled=True,
-        judge_backend="classifier",
-        judge_classifier_model=tmp_path / "model.json",
-        judge_llm_api_key_file=key_file,
-        judge_llm_retries=5,
-        judge_llm_answer_retries=3,
-        judge_llm_prompts_dir=tmp_path,
-        judge_cascade_threshold=0.6,
-    )
-    options = judge_options(settings)
-    assert (options.llm_answer_retries, options.llm_prompts_dir, options.cascade_threshold) == (3, tmp_path, 0.6)
-    assert options.classifier_model == tmp_path / "model.json"
-    assert options.llm_api_key == "secret" and options.llm_retries == 5
 
 
 def test_judge_steps_with_the_classifier() -> None:

@@ -6,9 +6,9 @@ import redis
 
 from shared.config.base import QueueSettings
 from shared.intervention.jobs import JobStore
-from shared.intervention.pipeline import Pipeline, PipelineConfig
 from shared.intervention.submission import SubmitLimits, submit
 from shared.intervention.triggers import Trigger
+from shared.intervention.worker import Pipeline, PipelineConfig
 from shared.judging.steps import split
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, queue_pb2
 from shared.queues import (

@@ -1,4 +1,5 @@
-"""The bulk pipeline's queue handlers: the decisions of `decisions.py`, one queue stage at a time.
+"""Queue handlers of the intervention service (the bulk pipeline): the decisions of `decisions.py`, one queue stage
+at a time.
 
     rollout.judged        -> checked_cut -> one continuation.requested with every trigger branch (round 1)
                              (benign jobs: gather the k samples of a prompt -> over-refusal pairs; with
@@ -45,9 +46,10 @@ from shared.intervention.triggers import Trigger
 from shared.observability import domain
 from shared.protos.intervene.v1 import common_pb2, queue_pb2
 from shared.queues import (
-    CONTINUATION_GENERATED,
-    CONTINUATION_JUDGED,
+    ALL_STREAMS,
     CONTINUATION_REQUESTED,
+    MESSAGE_TYPES,
+    PAIR_CREATED,
     ROLLOUT_GENERATED,
     ROLLOUT_JUDGED,
     ROLLOUT_REQUESTED,
@@ -58,15 +60,8 @@ from shared.queues import (
 
 log = logging.getLogger(__name__)
 
-# The streams whose dead letters end a rollout, and how to find the job and original rollout in their bodies.
-DEAD_LETTER_SOURCES = (
-    ROLLOUT_REQUESTED,
-    ROLLOUT_GENERATED,
-    ROLLOUT_JUDGED,
-    CONTINUATION_REQUESTED,
-    CONTINUATION_GENERATED,
-    CONTINUATION_JUDGED,
-)
+# The streams whose dead letters end a rollout: all but pair.created (`_job_and_origin` reads their bodies).
+DEAD_LETTER_SOURCES = tuple(stream for stream in ALL_STREAMS if stream != PAIR_CREATED)
 
 
 @dataclass(frozen=True)
@@ -309,7 +304,7 @@ class Pipeline:
 
     def _fail_letter(self, stream: str, body: bytes) -> None:
         try:
-            message = _DEAD_TYPES[stream].FromString(body)
+            message = MESSAGE_TYPES[stream].FromString(body)
         except Exception:
             log.warning("an undecodable dead letter of %s names no rollout; skipped", stream)
             return
@@ -360,16 +355,6 @@ def _sample_index(job_id: str, prompt_id: str, rollout: str, samples: int) -> in
         if rollout_id(job_id, prompt_id, index) == rollout:
             return index
     raise ValueError(f"rollout {rollout} is none of the {samples} samples of prompt {prompt_id} in job {job_id}")
-
-
-_DEAD_TYPES = {
-    ROLLOUT_REQUESTED: queue_pb2.RolloutRequested,
-    ROLLOUT_GENERATED: queue_pb2.RolloutGenerated,
-    ROLLOUT_JUDGED: queue_pb2.RolloutJudged,
-    CONTINUATION_REQUESTED: queue_pb2.ContinuationRequested,
-    CONTINUATION_GENERATED: queue_pb2.ContinuationGenerated,
-    CONTINUATION_JUDGED: queue_pb2.ContinuationJudged,
-}
 
 
 def _job_and_origin(stream: str, message) -> tuple[str, str]:

@@ -1,4 +1,5 @@
-"""Queue workers: `rollout.generated` → `rollout.judged` and `continuation.generated` → `continuation.judged`.
+"""Queue handlers of the judge service: `rollout.generated` → `rollout.judged` and `continuation.generated` →
+`continuation.judged`, a batch of entries at a time.
 
 A batch is judged in one call (the classifier encodes all its steps together) and its results are
 produced in one round trip before the entries are acked. Delivery is at least once, so an entry may be
