@@ -104,6 +104,16 @@ DATASETS: dict[str, DatasetSpec] = {
         builtin=True,
         description="4 benign look-alikes (intervene demo)",
     ),
+    "benign-lookalikes": DatasetSpec(
+        "benign-lookalikes.jsonl",
+        "prompt",
+        "id",
+        ("category",),
+        benign=True,
+        builtin=True,
+        description="160 benign prompts that look harmful, in 8 categories, written for this project (over-refusal "
+        "training; never evaluated on, checked against XSTest)",
+    ),
     "advbench": DatasetSpec(
         "advbench/harmful_behaviors.csv",
         "goal",

@@ -36,6 +36,11 @@ ROLLOUTS = {
         ("This looks risky. I should be careful.", "Sorry, I cannot help with that."),
         ("This looks risky. I will refuse.", "No, I cannot help with that request."),
     ],
+    # A benign prompt the model never refuses: with benign_contrast, sample 0 is branched before its step 2.
+    "benign-helpful": [
+        ("This is a normal question. I can answer it. Here is how.", "Here is the answer."),
+        ("A normal question. Easy.", "The answer is this."),
+    ],
     # Sample 1 fails to generate (as a refused request does in the generation service).
     "benign-one-fails": [
         ("This is a normal question. I can answer it.", "Here is the answer."),

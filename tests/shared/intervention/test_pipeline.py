@@ -36,7 +36,7 @@ LIMITS = SubmitLimits(
 
 
 class Harness:
-    def __init__(self, url: str, redeliver: bool = False) -> None:
+    def __init__(self, url: str, redeliver: bool = False, config: PipelineConfig | None = None) -> None:
         self.client = redis.Redis.from_url(url)
         self.jobs = JobStore(self.client, "test:jobs")
         queue = lambda name: WorkQueue(self.client, name, settings=QueueSettings(max_length=1000))  # noqa: E731
@@ -45,7 +45,8 @@ class Harness:
         self.queues[CONTINUATION_GENERATED] = queue(CONTINUATION_GENERATED)
         self.continuations = queue(CONTINUATION_REQUESTED)
         self.pair_queue = queue(PAIR_CREATED)
-        self.pipeline = Pipeline(self.jobs, self.continuations, self.pair_queue, PipelineConfig(TRIGGERS, "unit-v1"))
+        config = config or PipelineConfig(TRIGGERS, "unit-v1")
+        self.pipeline = Pipeline(self.jobs, self.continuations, self.pair_queue, config)
         self.stages = ScriptedStages(self.client)
         # The service creates its progress groups before it accepts a job; so must the harness.
         for name in (ROLLOUT_GENERATED, CONTINUATION_GENERATED):
@@ -176,6 +177,41 @@ def test_benign_job_pairs_helpful_over_refusal(redis_url: str) -> None:
         assert pair.chosen == helpful[0] + "\n</think>\n\n" + helpful[1]
         assert "cannot help" in pair.rejected
     assert harness.continuation_requests() == 0
+
+
+def test_benign_prompt_never_refused_makes_no_pair_without_contrast(redis_url: str) -> None:
+    harness = Harness(redis_url)
+    job_id = harness.submit(["benign-helpful"], benign=True, samples_per_prompt=2)
+    harness.drain()
+
+    job = harness.jobs.read(job_id)
+    assert job.state == common_pb2.JOB_STATE_SUCCEEDED and job.pairs_created == 0
+    assert dict(job.no_pair_reasons) == {"no_refusal": 2} and harness.continuation_requests() == 0
+
+
+def test_benign_contrast_pairs_the_helpful_suffix_over_a_refusing_trigger_branch(redis_url: str) -> None:
+    config = PipelineConfig(TRIGGERS, "unit-v1", benign_contrast=True)
+    for redeliver in (False, True):
+        redis.Redis.from_url(redis_url).flushdb()
+        harness = Harness(redis_url, redeliver=redeliver, config=config)
+        job_id = harness.submit(["benign-helpful"], benign=True, samples_per_prompt=2)
+        harness.drain()
+
+        job = harness.jobs.read(job_id)
+        assert job.state == common_pb2.JOB_STATE_SUCCEEDED
+        assert job.interventions_tried == 1, "one sample is branched, once, even when entries are redelivered"
+        assert job.continuations_generated == len(TRIGGERS)
+        pairs = harness.pairs()
+        assert {p.id for p in pairs} == set(harness.jobs.pair_ids(job_id)) and job.pairs_created == 1
+        assert dict(job.no_pair_reasons) == {"no_refusal": 1}
+        pair = pairs[0]
+        reasoning, response = ROLLOUTS["benign-helpful"][0]
+        second_step = reasoning.index("I can answer")
+        assert pair.kind == common_pb2.PAIR_KIND_OVER_REFUSAL
+        assert pair.prefix == reasoning[:second_step]
+        assert pair.chosen == reasoning[second_step:] + "\n</think>\n\n" + response, "the model's own helpful suffix"
+        assert pair.rejected.startswith(TRIGGERS[0].text) and pair.rejected.endswith("cannot help with that.")
+        assert pair.provenance.divergence_offset == second_step and pair.provenance.trigger_id == TRIGGERS[0].id
 
 
 def test_dead_lettered_rollout_ends_as_failed(redis_url: str) -> None:
