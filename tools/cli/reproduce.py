@@ -174,6 +174,13 @@ def _eval_judge(requested: str | None, pairs_judge: str, llm_url: str | None) ->
     help="Judge that finds cues and builds the pairs.",
 )
 @click.option(
+    "--triggers",
+    type=click.IntRange(min=1),
+    default=6,
+    show_default=True,
+    help="Triggers tried per intervention, in pool order (the paper's 6; fewer costs fewer continuations).",
+)
+@click.option(
     "--uncued-cut-step",
     type=click.IntRange(min=0),
     default=UNCUED_CUT_STEP,
@@ -226,6 +233,7 @@ def reproduce(**options: Any) -> None:
         "response_tokens": options["response_tokens"],
         "seed": options["seed"],
         "judge": options["judge"],
+        "triggers": options["triggers"],
         "uncued_cut_step": options["uncued_cut_step"],
         "epochs": options["epochs"],
         "train_steps": options["train_steps"],
@@ -328,6 +336,8 @@ def _pairs_stage(folder: Path, state: RunState, options: dict[str, Any], benign:
         env={
             **demo_env(options["reasoning_tokens"], options["response_tokens"], options["judge"]),
             "INTERVENE_UNCUED_CUT_STEP": str(options["uncued_cut_step"]),
+            "INTERVENE_TRIGGERS_PER_ROLLOUT": str(options["triggers"]),
+            "INTERVENE_OVER_REFUSAL_CONTRAST": "true",
         },
         requests=requests,
         out=out,
