@@ -38,6 +38,8 @@ class DatasetSpec:
     id_column: str | None = None
     label_columns: tuple[str, ...] = ()
     benign: bool = False
+    # Every prompt asks for something harmful (a judge may take that as known instead of guessing from the text).
+    harmful: bool = False
     # Keeps only the rows this returns True for (XSTest's safe or contrast halves).
     keep: Callable[[dict[str, Any]], bool] | None = None
     # Builds the prompt text from a row, when it is more than one column (HarmBench's contextual behaviours).
@@ -94,6 +96,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ("category",),
         builtin=True,
         description="8 harmful intents in plain words, no specifics (intervene demo)",
+        harmful=True,
     ),
     "demo-benign": DatasetSpec(
         "demo-benign.jsonl",
@@ -119,6 +122,7 @@ DATASETS: dict[str, DatasetSpec] = {
         "goal",
         description="AdvBench harmful behaviours (train)",
         hub=(HubSource("walledai/AdvBench", "train", columns={"prompt": "goal"}),),
+        harmful=True,
     ),
     "strongreject": DatasetSpec(
         "strongreject/strongreject_dataset.csv",
@@ -133,6 +137,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 columns={"prompt": "forbidden_prompt"},
             ),
         ),
+        harmful=True,
     ),
     "strongreject-small": DatasetSpec(
         "strongreject/strongreject_small_dataset.csv",
@@ -140,6 +145,7 @@ DATASETS: dict[str, DatasetSpec] = {
         label_columns=("category", "source"),
         description="StrongREJECT small subset (held-out smoke eval)",
         no_hub="the 60-prompt subset is not on the hub (only the full set, `strongreject`)",
+        harmful=True,
     ),
     "harmbench": DatasetSpec(
         "harmbench/harmbench_behaviors_text_all.csv",
@@ -149,6 +155,7 @@ DATASETS: dict[str, DatasetSpec] = {
         compose=_harmbench_text,
         description="HarmBench text behaviours, val and test together",
         hub=_HARMBENCH_HUB,
+        harmful=True,
     ),
     "harmbench-val": DatasetSpec(
         "harmbench/harmbench_behaviors_text_val.csv",
@@ -158,6 +165,7 @@ DATASETS: dict[str, DatasetSpec] = {
         compose=_harmbench_text,
         description="HarmBench validation behaviours (dev)",
         no_hub=_HARMBENCH_SPLIT,
+        harmful=True,
     ),
     "harmbench-test": DatasetSpec(
         "harmbench/harmbench_behaviors_text_test.csv",
@@ -167,6 +175,7 @@ DATASETS: dict[str, DatasetSpec] = {
         compose=_harmbench_text,
         description="HarmBench test behaviours (held-out eval)",
         no_hub=_HARMBENCH_SPLIT,
+        harmful=True,
     ),
     "jbb": DatasetSpec(
         "jailbreakbench/jbb_behaviors_from_artifacts.csv",
@@ -183,6 +192,7 @@ DATASETS: dict[str, DatasetSpec] = {
                 _JBB_COLUMNS,
             ),
         ),
+        harmful=True,
     ),
     "jbb-benign": DatasetSpec(
         "jailbreakbench/benign-behaviors.csv",
@@ -219,6 +229,7 @@ DATASETS: dict[str, DatasetSpec] = {
         keep=lambda row: row.get("label") == "unsafe",
         description="XSTest unsafe contrast prompts",
         hub=_XSTEST_HUB,
+        harmful=True,
     ),
     "star1": DatasetSpec(
         "star1/STAR-1.json",
@@ -227,6 +238,7 @@ DATASETS: dict[str, DatasetSpec] = {
         ("category", "source"),
         description="STAR-1 safety questions",
         hub=(HubSource("UCSC-VLAA/STAR-1", "train"),),
+        harmful=True,
     ),
     "star1-benign": DatasetSpec(
         "star1/STAR-benign-915.json",

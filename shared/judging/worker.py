@@ -16,6 +16,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Mapping, Sequence
 
+from shared.datasets.catalog import DATASETS
 from shared.judging.base import Judge, TraceInput
 from shared.observability import domain
 from shared.protos.intervene.v1 import common_pb2, queue_pb2
@@ -31,9 +32,17 @@ def _input(rollout: common_pb2.Rollout) -> TraceInput:
         response=rollout.response,
         prompt=rollout.prompt.text,
         rollout_id=rollout.id,
-        # A benign look-alike is known benign; otherwise the judge decides from the text.
-        request_harmful=False if rollout.prompt.benign else None,
+        request_harmful=request_harmful(rollout.prompt),
     )
+
+
+def request_harmful(prompt: common_pb2.Prompt) -> bool | None:
+    """What is known of the request: a benign look-alike is benign, a prompt of a harmful set (STAR-1, AdvBench, ...)
+    is harmful, as the evaluation takes it; otherwise (inline prompts, other sets) the judge decides from the text."""
+    if prompt.benign:
+        return False
+    spec = DATASETS.get(prompt.dataset)
+    return True if spec is not None and spec.harmful else None
 
 
 def _too_long(rollout: common_pb2.Rollout, max_chars: int) -> str | None:

@@ -44,7 +44,7 @@ EVAL_BENCHMARKS = ("jbb", "strongreject", "xstest-safe", "xstest-unsafe", "gsm8k
 # Training prompts are also checked against these (HarmBench test overlaps STAR-1 by 32 prompts).
 DECONTAMINATE_AGAINST = ("jbb", "strongreject", "harmbench-test", "xstest-safe", "xstest-unsafe")
 # The paper's over-refusal set when the data folder has it, else the built-in look-alikes; neither is evaluated on.
-BENIGN_SETS = ("star-benign-915", "benign-lookalikes")
+BENIGN_SETS = ("star1-benign", "benign-lookalikes")
 # Reasoning budget: long enough that a trace is not cut before it turns toward complying and that a continuation has
 # room to change course after the trigger (the demo's 64 tokens are a few sentences; the service's default is 512).
 REASONING_TOKENS = 256
