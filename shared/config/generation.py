@@ -16,7 +16,8 @@ class GenerationSettings(ServiceSettings):
     generation_backend: Literal["transformers", "vllm", "openai"] = Field(
         "transformers",
         description="Back end: `transformers` (in-process, CPU or CUDA), `vllm` (in-process vLLM engine) or "
-        "`openai` (an OpenAI-compatible /v1/completions server).",
+        "`openai` (an OpenAI-compatible server: /v1/completions, or /v1/chat/completions for rollouts with "
+        "`openai_api` `chat`).",
     )
     model: str | None = Field(
         None,
@@ -112,6 +113,20 @@ class GenerationSettings(ServiceSettings):
     )
     openai_backoff_s: float = Field(0.5, ge=0, description="openai: first retry delay; doubles on each retry.")
     openai_max_connections: int = Field(32, ge=1, description="openai: pooled HTTP connections to the server.")
+    openai_api: Literal["completions", "chat"] = Field(
+        "completions",
+        description="openai: the endpoint rollouts (Generate, GenerateStream, rollout.requested) use: `completions` "
+        "sends the chat-formatted text to /v1/completions; `chat` sends the prompt's turns to /v1/chat/completions "
+        "and reads the reasoning from the answer's `reasoning` field (`reasoning_content` on older servers). "
+        "Continue always uses /v1/completions, to continue its exact text.",
+    )
+    openai_reasoning_parser: bool = Field(
+        True,
+        description="openai, `chat`: the server splits the reasoning from the answer (`vllm serve "
+        "--reasoning-parser NAME`); the reasoning budget is sent as vLLM's `thinking_token_budget`. false: the "
+        "answer's content is the raw text, split here at `think_close`, and only `max_tokens` (both budgets "
+        "together) bounds it.",
+    )
 
     consume_queue: bool = Field(
         True, description="Run the rollout.requested / continuation.requested queue worker beside the server."

@@ -51,6 +51,11 @@ class RequestControl:
     def active(self) -> bool:
         return not self.expired() and self.is_active()
 
+    @property
+    def can_end(self) -> bool:
+        """Whether the caller can go away before the result is ready (a deadline, or a call to watch)."""
+        return self.deadline is not None or self.is_active is not _always_active
+
     def expired(self) -> bool:
         """Whether the deadline has passed (a cancelled call without one is inactive but not expired)."""
         return self.deadline is not None and time.monotonic() >= self.deadline

@@ -58,10 +58,16 @@ class ReasoningFormat:
         return generated[:index].rstrip(), generated[index + len(self.think_close) :].lstrip(), True
 
 
-def render_chat(tokenizer: Any, user: str, system: str = "") -> str:
-    """The chat template applied to one user turn (and an optional system turn), generation prompt added."""
+def chat_messages(user: str, system: str = "") -> list[dict[str, str]]:
+    """The chat turns of a prompt: an optional system turn, then the user turn."""
     messages = [{"role": "system", "content": system}] if system else []
     messages.append({"role": "user", "content": user})
+    return messages
+
+
+def render_chat(tokenizer: Any, user: str, system: str = "") -> str:
+    """The chat template applied to one user turn (and an optional system turn), generation prompt added."""
+    messages = chat_messages(user, system)
     if getattr(tokenizer, "chat_template", None):
         return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
     # A base model without a template: plain text turns, so that the service still works with it.
@@ -126,3 +132,11 @@ def truncate_at_stop(text: str, stop: tuple[str, ...]) -> tuple[str, bool]:
     if cut < 0:
         return text, False
     return text[:cut], True
+
+
+def without_partial_tag(text: str, tag: str) -> str:
+    """`text` without a trailing start of `tag` (e.g. "</thi"), which may still become the whole tag."""
+    for size in range(min(len(tag) - 1, len(text)), 0, -1):
+        if text.endswith(tag[:size]):
+            return text[:-size]
+    return text

@@ -40,6 +40,8 @@ class Row:
     in_reasoning: bool
     sampling: Sampling
     seed: int | None
+    prompt: common_pb2.Prompt | None = None
+    """The chat turn `text` renders (rows of Generate and GenerateStream); None for a Continue's raw prefix."""
 
 
 @dataclass(frozen=True)
@@ -161,7 +163,7 @@ class GenerationBackend(abc.ABC):
                 context = self.context(prompt)
                 validation.check_context(context, "prompts", self)
                 for index in range(max(request.n, 1)):
-                    rows.append(Row(context, group, True, sampling, derive_seed(sampling.seed, index)))
+                    rows.append(Row(context, group, True, sampling, derive_seed(sampling.seed, index), prompt))
                     meta.append((index, prompt, context))
                 group += 1
             jobs.append((request.adapter, rows, meta))
@@ -231,7 +233,7 @@ class GenerationBackend(abc.ABC):
         sampling = resolve_sampling(request.sampling, self.settings)
         context = self.context(request.prompt)
         validation.check_context(context, "prompt", self)
-        row = Row(context, 0, True, sampling, derive_seed(sampling.seed, 0))
+        row = Row(context, 0, True, sampling, derive_seed(sampling.seed, 0), request.prompt)
         pieces: queue.Queue[tuple[str, Any]] = queue.Queue()
         closed = threading.Event()
         worker_control = RequestControl(

@@ -36,7 +36,7 @@ from shared.config.generation import GenerationSettings
 from shared.generation.backends.base import Decoded, GenerationBackend, Row, TextCallback
 from shared.generation.backends.scheduler import Job, Scheduler, with_group_keys
 from shared.generation.control import UNCONTROLLED, RequestControl
-from shared.generation.format import truncate_at_stop
+from shared.generation.format import truncate_at_stop, without_partial_tag
 from shared.protos.intervene.v1 import common_pb2
 
 _REASONING = common_pb2.SEGMENT_REASONING
@@ -409,7 +409,7 @@ class TransformersBackend(GenerationBackend):
         text = self.tokenizer.decode(state.tokens, skip_special_tokens=True)
         reasoning, response, closed = self.format.split(text, state.row.in_reasoning)
         if state.row.in_reasoning and not closed:
-            reasoning = _without_partial_tag(reasoning, self.format.think_close)
+            reasoning = without_partial_tag(reasoning, self.format.think_close)
         shown = list(state.shown)
         for position, (segment, now) in enumerate(((_REASONING, reasoning), (_RESPONSE, response))):
             if len(now) > len(shown[position]) and now.startswith(shown[position]):
@@ -507,14 +507,6 @@ def _common_prefix(sequences: list[list[int]]) -> int:
         if any(s[position] != token for s in sequences):
             return position
     return length
-
-
-def _without_partial_tag(text: str, tag: str) -> str:
-    """`text` without a trailing start of `tag` (e.g. "</thi"), which may still become the close tag."""
-    for size in range(min(len(tag) - 1, len(text)), 0, -1):
-        if text.endswith(tag[:size]):
-            return text[:-size]
-    return text
 
 
 def _generator(seed: int | None, device: torch.device) -> torch.Generator | None:

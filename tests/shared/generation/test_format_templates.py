@@ -1,50 +1,27 @@
 """Chat templates that open the think block themselves give the same Rollout as one that does not.
 
-The tokenizers are real: the embedded SmolLM2 tokenizer saved to a folder with the chat template replaced by one
-that does what a DeepSeek-R1 distill's does (the generation prompt ends with `<think>\\n`) or what Qwen3's does
-(thinking on: the model writes `<think>`; `enable_thinking` false: an empty think block is inserted). The think
-tags stay plain text (not added tokens): the embedded model's embedding has no rows for new token ids.
+The tokenizers are real: the embedded SmolLM2 tokenizer saved to a folder with the chat template replaced by an
+R1 distill's or Qwen3's (tests/fixtures/templates.py).
 """
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from shared.generation.backends.base import GenerationBackend, create_backend
-from shared.models.embedded import embedded_model_dir
 from shared.protos.intervene.v1 import common_pb2, generation_pb2
 from tests.fixtures.generation import backend_settings, shared_transformers_backend
+from tests.fixtures.templates import QWEN3_TEMPLATE, R1_TEMPLATE, tokenizer_dir
 
-_TURNS = (
-    "{% for message in messages %}{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
-    "{% endfor %}"
-)
-R1_TEMPLATE = _TURNS + "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n<think>\\n' }}{% endif %}"
-QWEN3_TEMPLATE = (
-    _TURNS + "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}"
-    "{% if enable_thinking is defined and enable_thinking is false %}{{ '<think>\\n\\n</think>\\n\\n' }}{% endif %}"
-    "{% endif %}"
-)
 # With a system turn SmolLM2's own template renders the same turns as these (without, it adds its default one).
 PROMPT = common_pb2.Prompt(text="What is 2 + 3?", system="Be brief.")
 SAMPLING = common_pb2.SamplingParams(temperature=0.0, max_reasoning_tokens=12, max_response_tokens=8)
 
 
-def _tokenizer_dir(target: Path, template: str) -> Path:
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(str(embedded_model_dir()))
-    tokenizer.chat_template = template
-    tokenizer.save_pretrained(target)
-    return target
-
-
 @pytest.fixture(scope="module", params=["r1", "qwen3"])
 def templated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory):
     template = R1_TEMPLATE if request.param == "r1" else QWEN3_TEMPLATE
-    folder = _tokenizer_dir(tmp_path_factory.mktemp(request.param), template)
+    folder = tokenizer_dir(tmp_path_factory.mktemp(request.param), template)
     backend = create_backend(backend_settings("transformers", tokenizer=str(folder)))
     yield request.param, backend
     backend.close()
@@ -81,7 +58,7 @@ def test_qwen3_with_thinking_off_renders_an_empty_block_that_is_not_mistaken_for
 
     from shared.generation.format import template_opens_think
 
-    tokenizer = AutoTokenizer.from_pretrained(str(_tokenizer_dir(tmp_path, QWEN3_TEMPLATE)))
+    tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir(tmp_path, QWEN3_TEMPLATE)))
     messages = [{"role": "user", "content": "Hi"}]
     off = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True, enable_thinking=False)
     assert off.endswith("<think>\n\n</think>\n\n")

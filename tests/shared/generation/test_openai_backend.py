@@ -1,7 +1,8 @@
 """The `openai` back end over real HTTP against vLLM's OpenAI-compatible server (started from .venv-vllm).
 
 A call whose caller goes away (cancelled, or its deadline passed) closes its streamed completion, and the server
-aborts the request: its running-request gauge (`vllm:num_requests_running` on /metrics) falls back to zero.
+aborts the request: its running-request gauge (`vllm:num_requests_running` on /metrics) falls back to zero. Chat
+mode's requests are checked against the same real server (it runs no reasoning parser: the embedded model has none).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 
+import grpc
 import httpx
 import pytest
 
@@ -17,6 +19,7 @@ from shared.generation.backends.base import GenerationBackend, create_backend
 from shared.generation.control import Cancelled, RequestControl
 from shared.models.embedded import embedded_model_dir
 from shared.protos.intervene.v1 import common_pb2, generation_pb2
+from shared.rpc.errors import ServiceError
 from tests.fixtures.generation import backend_settings
 
 pytestmark = pytest.mark.slow
@@ -93,3 +96,42 @@ def test_an_expired_deadline_aborts_the_call_on_the_server(openai_backend: Gener
     thread.join(timeout=120)
     assert started.is_set() and outcome and isinstance(outcome[0], Cancelled)
     _wait_for(lambda: _running(server) == 0, "the server aborted the request")
+
+
+@pytest.fixture(scope="module")
+def chat_backends(server: str) -> Iterator[dict[str, GenerationBackend]]:
+    """Chat mode against the real server, which runs the embedded model without a reasoning parser."""
+    common = {"model": str(embedded_model_dir()), "openai_base_url": server, "openai_api": "chat"}
+    made = {
+        "raw": create_backend(backend_settings("openai", openai_reasoning_parser=False, **common)),
+        "parser": create_backend(backend_settings("openai", openai_max_retries=0, **common)),
+    }
+    yield made
+    for backend in made.values():
+        backend.close()
+
+
+SHORT = common_pb2.SamplingParams(temperature=0.0, max_reasoning_tokens=12, max_response_tokens=4)
+
+
+def test_chat_mode_requests_are_what_vllm_accepts(chat_backends: dict[str, GenerationBackend]) -> None:
+    """Both the JSON answer (queue work) and the event stream (RPCs) are read; SmolLM2 never closes a think block,
+    so without a parser all it writes is reasoning, cut by max_tokens."""
+    raw = chat_backends["raw"]
+    prompt = common_pb2.Prompt(text="Count to twenty.")
+    [whole] = raw.generate([generation_pb2.GenerateRequest(prompts=[prompt], sampling=SHORT)])[0].rollouts
+    *pieces, last = raw.stream(generation_pb2.GenerateStreamRequest(prompt=prompt, sampling=SHORT))
+    for rollout in (whole, last.rollout):
+        assert rollout.reasoning and not rollout.reasoning_closed and rollout.finish_reason == "length"
+        assert 0 < rollout.reasoning_tokens <= 12 + raw.count_tokens(raw.format.forced_close) + 4
+    assert last.rollout.reasoning == whole.reasoning, "greedy: the same text streamed or not"
+    assert "".join(p.text for p in pieces if p.segment == common_pb2.SEGMENT_REASONING) == whole.reasoning
+
+
+def test_a_reasoning_budget_to_a_server_without_a_parser_is_invalid_argument(
+    chat_backends: dict[str, GenerationBackend],
+) -> None:
+    request = generation_pb2.GenerateRequest(prompts=[common_pb2.Prompt(text="Hi")], sampling=SHORT)
+    with pytest.raises(ServiceError) as error:
+        chat_backends["parser"].generate([request])
+    assert error.value.code == grpc.StatusCode.INVALID_ARGUMENT and "thinking_token_budget" in error.value.message
