@@ -16,12 +16,12 @@ from shared.config.base import QueueSettings
 from shared.generation.backends.base import GenerationBackend, create_backend
 from shared.protos.intervene.v1 import common_pb2, generation_pb2, generation_pb2_grpc, queue_pb2
 from shared.queues import ROLLOUT_GENERATED, ROLLOUT_REQUESTED, WorkQueue
-from shared.redis_process import RedisProcess
 from shared.rpc.client import connect
 from shared.rpc.server import RunningServer, start_server
 from tests.fixtures.generation import backend_settings
 from tests.fixtures.reasoning_server import ReasoningServer
 from tests.fixtures.templates import R1_TEMPLATE, tokenizer_dir
+from tools.redis_process import RedisProcess
 
 TOKEN = "generation-token"
 PROMPT = common_pb2.Prompt(text="What is 2 + 3?", system="Be brief.")
