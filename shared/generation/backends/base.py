@@ -253,11 +253,24 @@ class GenerationBackend(abc.ABC):
 
         worker = threading.Thread(target=work, name="generation-stream", daemon=True)
         worker.start()
+        held: list[tuple[str, Any]] = []
         try:
             while True:
-                kind, value = pieces.get()
+                kind, value = held.pop() if held else pieces.get()
                 if kind == "text":
-                    yield generation_pb2.GenerateStreamResponse(text=value[0], segment=value[1])
+                    text, segment = value
+                    # A reader that fell behind gets what piled up of one segment as one message, not a message
+                    # per decode step: fewer messages to build and send while the batch decodes.
+                    while not held:
+                        try:
+                            following = pieces.get_nowait()
+                        except queue.Empty:
+                            break
+                        if following[0] == "text" and following[1][1] == segment:
+                            text += following[1][0]
+                        else:
+                            held.append(following)
+                    yield generation_pb2.GenerateStreamResponse(text=text, segment=segment)
                 elif kind == "error":
                     raise value
                 else:

@@ -5,7 +5,7 @@ leaves the model's batch dimension idle (100 concurrent streams ran no faster th
 caller submits its rows as a *job* and waits; between two decode steps the scheduler
 
 1. drops the rows of jobs whose caller went away (`RequestControl.active()` is False: cancelled, or past its
-   deadline), so their caches are freed within one step, and fails those jobs with `Cancelled`;
+   deadline), so their cache slots are free for other rows within one step, and fails those jobs with `Cancelled`;
 2. pauses bulk rows beyond `bulk_share` of the batch while interactive work waits or decodes (their caches are
    kept; they resume once no interactive job remains), so an interactive request is not stuck behind, or slowed
    by, a batch full of queue work;
@@ -56,10 +56,14 @@ class BatchEngine(Protocol):
         """One token for every row; the batch without its finished rows (None when none is left), and those."""
 
     def merge(self, first: Batch, second: Batch) -> Batch:
-        """One batch of both (rows of `first`, then of `second`)."""
+        """One batch of both (rows of `first`, then of `second`); both are consumed."""
 
     def select(self, batch: Batch, positions: list[int]) -> Batch | None:
-        """The batch with only the rows at `positions` (None if empty); the other rows' caches are freed."""
+        """The batch with only the rows at `positions` (ascending; None if empty), in an order of the engine's
+        choosing; `batch` is consumed and the other rows' cache slots are reused."""
+
+    def take(self, batch: Batch, positions: list[int]) -> Batch:
+        """A new batch with copies of the rows at `positions`; `batch` is unchanged."""
 
     def result(self, state: Any) -> Decoded:
         """What a finished row decoded."""
@@ -263,8 +267,9 @@ class Scheduler:
                 if excess == 0:
                     break
                 batch = self._active[adapter]
-                bulk_positions = [p for p, s in enumerate(batch.states) if not s.job.interactive]
-                pause = bulk_positions[len(bulk_positions) - min(excess, len(bulk_positions)) :]
+                bulk = [p for p, s in enumerate(batch.states) if not s.job.interactive]
+                bulk.sort(key=lambda p: (batch.states[p].job.id, batch.states[p].index))
+                pause = sorted(bulk[len(bulk) - min(excess, len(bulk)) :])
                 excess -= len(pause)
                 self._move(adapter, batch, pause, self._active, self._paused)
             return
@@ -282,8 +287,9 @@ class Scheduler:
         """Move the rows at `positions` of `source[adapter]` (which is `batch`) onto `target[adapter]`."""
         if not positions:
             return
-        keep = [p for p in range(len(batch.states)) if p not in set(positions)]
-        moved = batch if not keep else self.engine.select(batch, positions)
+        moving = set(positions)
+        keep = [p for p in range(len(batch.states)) if p not in moving]
+        moved = batch if not keep else self.engine.take(batch, positions)
         rest = None if not keep else self.engine.select(batch, keep)
         if rest is None:
             source.pop(adapter)
@@ -359,7 +365,7 @@ class Scheduler:
             job.future.set_exception(error)
 
     def _drop(self, job: Job, error: BaseException) -> None:
-        """Remove every row of `job` from the batches (freeing their caches) and fail it with `error`."""
+        """Remove every row of `job` from the batches (their cache slots go to other rows) and fail it with `error`."""
         for batches in (self._active, self._paused):
             for adapter in list(batches):
                 batch = batches[adapter]

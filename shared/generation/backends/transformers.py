@@ -15,7 +15,10 @@ prefill, one decode step, and merging and selecting batches of per-row KV caches
 Layout of row r in the batch (the attention mask is 0 on padding; position ids count real tokens only):
     [left padding to the longest row][group prefix][row tokens][right padding][decoded tokens...]
 Every row's next token goes into the same last column; merging left-pads the shorter batch, and selecting rows
-drops the leading columns that only padding of the rows left behind uses.
+drops the leading columns that only padding of the rows left behind uses. The cache (kv_cache.py) keeps spare rows
+and columns, so rows join and leave without copying the rows that stay. Per token, the Python work is constant:
+each token id's text is decoded once per back end, the close tag is looked for only where the new token could
+complete it, and streamed rows are detokenized a window at a time.
 """
 
 from __future__ import annotations
@@ -30,10 +33,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from transformers.cache_utils import DynamicLayer
 
 from shared.config.generation import GenerationSettings
 from shared.generation.backends.base import Decoded, GenerationBackend, Row, TextCallback
+from shared.generation.backends.kv_cache import BatchLayer
 from shared.generation.backends.scheduler import Job, Scheduler, with_group_keys
 from shared.generation.control import UNCONTROLLED, RequestControl
 from shared.generation.format import truncate_at_stop, without_partial_tag
@@ -76,6 +79,8 @@ class _State:
     closed_by_model: bool = False
     finish_reason: str = ""
     shown: tuple[str, str] = ("", "")
+    stream_text: str = ""  # text streamed so far, and the token offsets it was decoded up to (_streamed_text)
+    stream_offsets: tuple[int, int] = (0, 0)
 
 
 class TransformersBackend(GenerationBackend):
@@ -99,6 +104,7 @@ class TransformersBackend(GenerationBackend):
         self._eos = _eos_ids(self.model, tokenizer)
         self._pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self._eos)
         self._close_ids = tokenizer(self.format.forced_close, add_special_tokens=False)["input_ids"]
+        self._token_text: dict[int, str] = {}
         # transformers 5.2x names the cache argument `cache`; earlier releases (vLLM's pin) `past_key_values`.
         parameters = inspect.signature(self._base_model.forward).parameters
         self._cache_arg = "cache" if "cache" in parameters else "past_key_values"
@@ -226,9 +232,7 @@ class TransformersBackend(GenerationBackend):
         logits = logits[torch.arange(batch, device=self.device), torch.searchsorted(keep, last)]
         # A batch whose rows had no shared prefix got plain layers from the forward: give them room to grow.
         cache.layers = [
-            layer
-            if isinstance(layer, _PreallocatedLayer)
-            else _PreallocatedLayer.allocate(layer.keys, layer.values, capacity)
+            layer if isinstance(layer, BatchLayer) else BatchLayer.allocate(layer.keys, layer.values, capacity)
             for layer in cache.layers
         ]
 
@@ -266,34 +270,45 @@ class TransformersBackend(GenerationBackend):
         return batch, finished
 
     def select(self, batch: _Batch, positions: list[int]) -> _Batch | None:
-        """A new batch of the rows at `positions`, without the padding columns no remaining row uses; the other
-        rows' keys and values are not copied, so their memory is freed with the old batch."""
-        from transformers import DynamicCache
-
+        """The batch with only the rows at `positions` (ascending), without the padding columns no remaining row
+        uses; `batch` is consumed. Rows from the end of the batch move into the slots of rows that left, so only
+        they are copied, and the slots are reused by the rows that join next."""
         if not positions:
             return None
-        index = torch.tensor(positions, device=self.device)
+        kept = set(positions)
+        count = len(positions)
+        movers = iter(p for p in positions if p >= count)
+        order = [slot if slot in kept else next(movers) for slot in range(count)]
+        index = torch.tensor(order, device=self.device)
         mask = batch.mask[index]
-        used = mask.any(dim=0).nonzero()
-        start = int(used[0]) if len(used) else 0
-        cache = DynamicCache()
-        cache.layers = [layer.select(index, start) for layer in batch.cache.layers]
-        states = [batch.states[p] for p in positions]
-        return _Batch(batch.adapter, cache, mask[:, start:].contiguous(), batch.logits[index], states)
+        drop = _leading_padding(mask)
+        for layer in batch.cache.layers:
+            layer.keep(order, drop)
+        states = [batch.states[p] for p in order]
+        return _Batch(batch.adapter, batch.cache, mask[:, drop:], batch.logits[index], states)
 
-    def merge(self, first: _Batch, second: _Batch) -> _Batch:
-        """One batch of both: the shorter one's rows are left-padded so that every row's next token shares a column."""
+    def take(self, batch: _Batch, positions: list[int]) -> _Batch:
+        """A new batch with copies of the rows at `positions`; `batch` is unchanged."""
         from transformers import DynamicCache
 
-        width = max(first.mask.shape[1], second.mask.shape[1])
+        index = torch.tensor(positions, device=self.device)
+        mask = batch.mask[index]
+        drop = _leading_padding(mask)
         cache = DynamicCache()
-        cache.layers = [
-            _PreallocatedLayer.concat(a, b, width) for a, b in zip(first.cache.layers, second.cache.layers, strict=True)
-        ]
+        cache.layers = [layer.take(index, drop) for layer in batch.cache.layers]
+        states = [batch.states[p] for p in positions]
+        return _Batch(batch.adapter, cache, mask[:, drop:], batch.logits[index], states)
+
+    def merge(self, first: _Batch, second: _Batch) -> _Batch:
+        """One batch of both, in `first`'s cache (consumed with `second`): `second`'s rows are written into spare
+        rows, right-aligned so that every row's next token shares a column; the shorter side is left-padded."""
+        width = max(first.mask.shape[1], second.mask.shape[1])
+        for mine, theirs in zip(first.cache.layers, second.cache.layers, strict=True):
+            mine.absorb(theirs)
         masks = [torch.nn.functional.pad(b.mask, (width - b.mask.shape[1], 0)) for b in (first, second)]
         return _Batch(
             first.adapter,
-            cache,
+            first.cache,
             torch.cat(masks),
             torch.cat([first.logits, second.logits]),
             [*first.states, *second.states],
@@ -329,9 +344,7 @@ class TransformersBackend(GenerationBackend):
                 else:
                     keys.append(torch.cat([pad, cache.layers[layer_index].keys], dim=2))
                     values.append(torch.cat([pad, cache.layers[layer_index].values], dim=2))
-            layers.append(
-                _PreallocatedLayer.allocate(torch.cat(keys)[row_group], torch.cat(values)[row_group], capacity)
-            )
+            layers.append(BatchLayer.allocate(torch.cat(keys)[row_group], torch.cat(values)[row_group], capacity))
         batched.layers = layers
         return batched
 
@@ -374,9 +387,11 @@ class TransformersBackend(GenerationBackend):
                 state.forced = deque(self._close_ids)
                 self._advance(state, token)
                 return
-            self._append(state, token)
+            piece = self._append(state, token)
             state.reasoning_tokens += 1
-            if self.format.think_close in state.text:
+            close = self.format.think_close
+            # The tag was not in the text before this token: look only where this token could complete it.
+            if state.text.find(close, max(0, len(state.text) - len(piece) - len(close) + 1)) >= 0:
                 state.in_reasoning = False
                 state.closed_by_model = True
                 if sampling.max_response_tokens == 0:
@@ -396,26 +411,44 @@ class TransformersBackend(GenerationBackend):
         if not state.finish_reason and state.length >= self._context_limit:
             state.finish_reason = "length"
 
-    def _append(self, state: _State, token: int) -> None:
+    def _append(self, state: _State, token: int) -> str:
+        """Add `token` to the row; returns its text (each token id is decoded once per back end)."""
+        piece = self._token_text.get(token)
+        if piece is None:
+            piece = self._token_text[token] = self.tokenizer.decode([token])
         state.tokens.append(token)
         state.length += 1
-        state.text += self.tokenizer.decode([token])
+        state.text += piece
+        return piece
 
     def _response_text(self, state: _State) -> str:
         return self.format.split(state.text, state.row.in_reasoning)[1]
 
     def _report(self, row_index: int, state: _State, on_text: TextCallback) -> None:
-        """Send the text that became visible: reasoning without a partial close tag, then the response."""
-        text = self.tokenizer.decode(state.tokens, skip_special_tokens=True)
+        """Send the text that became visible: reasoning without a partial close tag or trailing whitespace (which
+        the close tag may follow), then the response; the pieces join to exactly the rollout's fields."""
+        text = self._streamed_text(state)
         reasoning, response, closed = self.format.split(text, state.row.in_reasoning)
         if state.row.in_reasoning and not closed:
-            reasoning = without_partial_tag(reasoning, self.format.think_close)
+            reasoning = without_partial_tag(reasoning, self.format.think_close).rstrip()
         shown = list(state.shown)
         for position, (segment, now) in enumerate(((_REASONING, reasoning), (_RESPONSE, response))):
             if len(now) > len(shown[position]) and now.startswith(shown[position]):
                 on_text(row_index, now[len(shown[position]) :], segment)
                 shown[position] = now
         state.shown = (shown[0], shown[1])
+
+    def _streamed_text(self, state: _State) -> str:
+        """The row's text so far, decoded a window at a time as vLLM's detokenizer does: the text of the tokens
+        since the last checkpoint less that of the tokens before it, once it no longer ends in a partial
+        character. Each step decodes a few tokens, not the whole sequence."""
+        start, read = state.stream_offsets
+        before = self.tokenizer.decode(state.tokens[start:read], skip_special_tokens=True)
+        now = self.tokenizer.decode(state.tokens[start:], skip_special_tokens=True)
+        if len(now) > len(before) and not now.endswith("\ufffd"):
+            state.stream_text += now[len(before) :]
+            state.stream_offsets = (read, len(state.tokens))
+        return state.stream_text
 
     def _result(self, state: _State) -> Decoded:
         text = self.tokenizer.decode(state.tokens, skip_special_tokens=True)
@@ -431,72 +464,10 @@ class TransformersBackend(GenerationBackend):
         )
 
 
-class _PreallocatedLayer(DynamicLayer):
-    """A cache layer with room beyond its length: an update writes in place and returns views."""
-
-    def __init__(self, keys: torch.Tensor, values: torch.Tensor, length: int) -> None:
-        super().__init__()
-        self._keys, self._values, self._length = keys, values, length
-        self.device, self.dtype, self.is_initialized = keys.device, keys.dtype, True
-        self._expose()
-
-    @classmethod
-    def allocate(cls, keys: torch.Tensor, values: torch.Tensor, capacity: int) -> _PreallocatedLayer:
-        """A layer holding `keys`/`values` with room for `capacity` positions in all."""
-        batch, heads, length, dim = keys.shape
-        key_buffer = keys.new_empty(batch, heads, max(capacity, length), dim)
-        value_buffer = values.new_empty(batch, heads, max(capacity, length), values.shape[-1])
-        key_buffer[:, :, :length] = keys
-        value_buffer[:, :, :length] = values
-        return cls(key_buffer, value_buffer, length)
-
-    @classmethod
-    def concat(cls, first: _PreallocatedLayer, second: _PreallocatedLayer, width: int) -> _PreallocatedLayer:
-        """The rows of both, right-aligned at `width` positions, with the larger of their spare rooms."""
-        room = max(first.spare, second.spare)
-        buffers = []
-        for name in ("_keys", "_values"):
-            a, b = getattr(first, name), getattr(second, name)
-            out = a.new_empty(a.shape[0] + b.shape[0], a.shape[1], width + room, a.shape[3])
-            # Padding must be zeros (masked keys still enter the product: garbage could be NaN); the room after
-            # `width` is written before it is read.
-            out[: a.shape[0], :, : width - first._length] = 0
-            out[a.shape[0] :, :, : width - second._length] = 0
-            out[: a.shape[0], :, width - first._length : width] = a[:, :, : first._length]
-            out[a.shape[0] :, :, width - second._length : width] = b[:, :, : second._length]
-            buffers.append(out)
-        return cls(buffers[0], buffers[1], width)
-
-    @property
-    def spare(self) -> int:
-        return self._keys.shape[2] - self._length
-
-    def select(self, index: torch.Tensor, start: int) -> _PreallocatedLayer:
-        """A copy of the rows at `index`, without the first `start` positions."""
-        return _PreallocatedLayer(self._keys[index, :, start:], self._values[index, :, start:], self._length - start)
-
-    def _expose(self) -> None:
-        self.keys = self._keys[:, :, : self._length]
-        self.values = self._values[:, :, : self._length]
-
-    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args: Any, **kwargs: Any) -> Any:
-        end = self._length + key_states.shape[-2]
-        if end > self._keys.shape[2]:
-            grow = max(end, 2 * self._keys.shape[2]) - self._keys.shape[2]
-            self._keys = torch.cat(
-                [self._keys, self._keys.new_empty(*self._keys.shape[:2], grow, self._keys.shape[3])], 2
-            )
-            self._values = torch.cat(
-                [self._values, self._values.new_empty(*self._values.shape[:2], grow, self._values.shape[3])], 2
-            )
-        self._keys[:, :, self._length : end] = key_states
-        self._values[:, :, self._length : end] = value_states
-        self._length = end
-        self._expose()
-        return self.keys, self.values
-
-    def get_seq_length(self) -> int:
-        return self._length
+def _leading_padding(mask: torch.Tensor) -> int:
+    """Columns at the start of `mask` that no row uses."""
+    used = mask.any(dim=0).nonzero()
+    return int(used[0]) if len(used) else 0
 
 
 def _common_prefix(sequences: list[list[int]]) -> int:

@@ -146,6 +146,28 @@ def test_rows_joining_and_leaving_a_running_batch_decode_as_alone(backend: Gener
     assert [first.future.result(), second.future.result(), third.future.result()] == expected
 
 
+def test_longer_rows_joining_and_rows_leaving_mid_batch_decode_as_alone(backend: GenerationBackend) -> None:
+    """A row longer than the running ones widens the batch's cache; a row that leaves from the middle has its slot
+    filled by the last row (moved, not the batch copied)."""
+    short_rows = _rows(backend, PROMPTS[2:4], budget=30)
+    quick_rows = _rows(backend, [PROMPTS[0]], budget=2)
+    sampling = Sampling(0.0, 1.0, 20, 3, None)
+    long_text = backend.context(common_pb2.Prompt(text=PROMPTS[1])) + " we bake bread then mix dough." * 6
+    long_rows = [Row(long_text, 0, True, sampling, None), Row(long_text + " rest", 0, True, sampling, None)]
+    expected = [_alone(backend, rows) for rows in (short_rows, quick_rows, long_rows)]
+    scheduler = _manual(backend)
+    short = scheduler.submit(short_rows, "", None, RequestControl())
+    for _ in range(4):
+        scheduler.step()
+    quick = scheduler.submit(quick_rows, "", None, RequestControl())
+    scheduler.step()
+    longer = scheduler.submit(long_rows, "", None, RequestControl())
+    scheduler.step()
+    assert scheduler.stats().running == 5, "all decode in one batch"
+    _drain(scheduler, short, quick, longer)
+    assert [short.future.result(), quick.future.result(), longer.future.result()] == expected
+
+
 def test_interactive_work_is_admitted_before_queued_bulk_work(backend: GenerationBackend) -> None:
     scheduler = _manual(backend, capacity=4, bulk_share=0.5)
     bulk_a = scheduler.submit(_rows(backend, PROMPTS[:2]), "", None, BULK)
@@ -240,3 +262,22 @@ def test_the_back_end_closes_cleanly(tmp_path: Path) -> None:
     backend.close()
     with pytest.raises(RuntimeError, match="closed"):
         backend.generate([_generate("Hi")])
+
+
+def test_a_stream_reader_that_falls_behind_gets_the_backlog_in_one_message_per_segment(
+    backend: GenerationBackend,
+) -> None:
+    request = generation_pb2.GenerateStreamRequest(prompt=common_pb2.Prompt(text=PROMPTS[0]), sampling=GREEDY)
+    messages = backend.stream(request)
+    first = next(messages)
+    deadline = time.monotonic() + 60
+    while backend.scheduler.queued():  # the whole rollout decodes while nobody reads
+        assert time.monotonic() < deadline, "the rollout did not finish"
+        time.sleep(0.01)
+    rest = list(messages)
+    *pieces, last = [first, *rest]
+    assert len(rest) <= 3, "the backlog: at most the rest of the reasoning, the response, the rollout"
+    reasoning = "".join(p.text for p in pieces if p.segment == common_pb2.SEGMENT_REASONING)
+    response = "".join(p.text for p in pieces if p.segment == common_pb2.SEGMENT_RESPONSE)
+    assert (reasoning, response) == (last.rollout.reasoning, last.rollout.response)
+    assert GREEDY.max_reasoning_tokens > 3, "without coalescing the backlog would be a message per token"
