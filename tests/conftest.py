@@ -1,8 +1,13 @@
-"""Fixtures every test may use: a real, durable `redis-server` on a free port."""
+"""Fixtures every test may use: a real, durable `redis-server` on a free port. And a guard on the run's exit: a
+thread left blocked by a test (say, a gRPC handler waiting on a generation that will never finish) would keep
+the interpreter from exiting after the summary, silently, until CI's limit; instead, every thread's stack is
+printed and the run exits non-zero."""
 
 from __future__ import annotations
 
+import faulthandler
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +23,15 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 if PUBLIC_DATA.is_dir():
     os.environ.setdefault("INTERVENE_DATA_DIR", str(PUBLIC_DATA))
+
+
+EXIT_GRACE_S = 120
+"""How long the interpreter may take to exit after the last test before the run is failed as hung."""
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    """If the interpreter has not exited EXIT_GRACE_S after the run, dump every thread's stack and exit 1."""
+    faulthandler.dump_traceback_later(EXIT_GRACE_S, exit=True, file=sys.__stderr__)
 
 
 @pytest.fixture(scope="session")

@@ -219,8 +219,7 @@ class Scheduler:
                 self.step()
             except Exception:  # a bug here must not kill the thread every caller waits on
                 log.exception("generation scheduler step failed; failing its jobs")
-                for job in list(self._jobs):
-                    self._drop(job, RuntimeError("the generation scheduler failed"))
+                self._fail_everything(RuntimeError("the generation scheduler failed"))
 
     def step(self) -> None:
         """One round: drop gone callers, pause or resume bulk rows, admit waiting rows, one decode step."""
@@ -228,12 +227,12 @@ class Scheduler:
         with self._cond:
             waiting = sorted(self._waiting, key=Job.order)
             jobs = list(self._jobs)
-        for job in jobs:
-            if not job.control.active():
-                self._cancelled += 1
-                self._drop(job, Cancelled("the caller cancelled or its deadline passed"))
-        waiting = [job for job in waiting if job in self._jobs]
         with self.engine.guard():
+            for job in jobs:
+                if not job.control.active():
+                    self._cancelled += 1
+                    self._drop(job, Cancelled("the caller cancelled or its deadline passed"))
+            waiting = [job for job in waiting if job in self._jobs]
             with self._cond:
                 interactive = any(job.interactive for job in self._jobs)
             bulk_limit = int(self.bulk_share * self.capacity) if interactive else self.capacity
@@ -364,8 +363,17 @@ class Scheduler:
         else:
             job.future.set_exception(error)
 
+    def _fail_everything(self, error: BaseException) -> None:
+        """After a failed step: every batch is let go and every job fails with `error`, touching no cache (the
+        failure may have left one half-updated), so the thread goes on and no caller waits forever."""
+        self._active.clear()
+        self._paused.clear()
+        for job in list(self._jobs):
+            self._finish_job(job, error)
+
     def _drop(self, job: Job, error: BaseException) -> None:
-        """Remove every row of `job` from the batches (their cache slots go to other rows) and fail it with `error`."""
+        """Remove every row of `job` from the batches (their cache slots go to other rows) and fail it with `error`.
+        Called inside the engine's guard."""
         for batches in (self._active, self._paused):
             for adapter in list(batches):
                 batch = batches[adapter]

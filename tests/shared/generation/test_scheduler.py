@@ -232,6 +232,58 @@ def test_a_caller_that_goes_away_loses_its_rows_at_the_next_step(backend: Genera
     assert kept.future.result() == _alone(backend, _rows(backend, [PROMPTS[0]], budget=40))
 
 
+def test_rows_that_stay_move_into_the_slots_of_a_caller_that_went_away(backend: GenerationBackend) -> None:
+    """The rows that leave are ahead of those that stay, so the staying rows' cache is copied into their slots
+    (in CI this copy once ran outside inference mode, raised, and killed the scheduler thread)."""
+    scheduler = _manual(backend)
+    caller = _Switch()
+    gone = scheduler.submit(_rows(backend, PROMPTS[1:], budget=40), "", None, RequestControl(is_active=caller))
+    kept = scheduler.submit(_rows(backend, [PROMPTS[0]], budget=40), "", None, RequestControl())
+    for _ in range(3):
+        scheduler.step()
+    caller.on = False
+    scheduler.step()
+    assert (scheduler.stats().running, scheduler.stats().cancelled) == (1, 1)
+    with pytest.raises(Cancelled):
+        gone.future.result(timeout=0)
+    _drain(scheduler, kept)
+    assert kept.future.result() == _alone(backend, _rows(backend, [PROMPTS[0]], budget=40))
+
+
+class _EngineWhoseSelectFails:
+    """The back end's engine, except that removing rows from a batch raises: a bug in the engine's error path."""
+
+    def __init__(self, engine: GenerationBackend) -> None:
+        self._engine = engine
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._engine, name)
+
+    def select(self, *args: object) -> None:
+        raise RuntimeError("select failed")
+
+
+def test_a_step_that_raises_fails_every_job_and_the_scheduler_goes_on(backend: GenerationBackend) -> None:
+    scheduler = Scheduler(_EngineWhoseSelectFails(backend), 8, 0.25)  # type: ignore[arg-type]
+    scheduler.start()
+    try:
+        caller = _Switch()
+        with scheduler.hold():
+            gone = scheduler.submit(_rows(backend, PROMPTS[1:], budget=40), "", None, RequestControl(is_active=caller))
+            other = scheduler.submit(_rows(backend, [PROMPTS[0]], budget=40), "", None, RequestControl())
+        while not scheduler.stats().running:
+            time.sleep(0.01)
+        caller.on = False
+        with pytest.raises(RuntimeError, match="scheduler failed"):
+            gone.future.result(timeout=60)
+        with pytest.raises(RuntimeError, match="scheduler failed"):
+            other.future.result(timeout=60)
+        after = _rows(backend, [PROMPTS[2]], budget=8)
+        assert scheduler.decode(after, "", None, RequestControl()) == _alone(backend, after)
+    finally:
+        scheduler.close()
+
+
 def test_a_passed_deadline_cancels_queued_and_running_rows(backend: GenerationBackend) -> None:
     scheduler = _manual(backend)
     soon = RequestControl(deadline=time.monotonic() + 0.5)
