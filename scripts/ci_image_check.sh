@@ -161,4 +161,8 @@ then
   podman logs "$container" 2>&1 | tail -n 30
   exit 1
 fi
+if [[ "$FLAVOR" == cpu ]]; then
+  bash scripts/image_stamp.sh --record
+  echo "recorded the cpu image's inputs in .ci/cpu-image.sha256: commit it, and CI skips this build until they change"
+fi
 step "done"
