@@ -109,8 +109,8 @@ def trl_tokens(rows: list[dict], tokenizer) -> int:
 
 def worker_ours(args: argparse.Namespace) -> dict:
     from shared.config.trainer import TrainerSettings
+    from shared.evaluation.training_log import read_metrics
     from shared.training.loop import run
-    from shared.training.metrics import read_metrics
 
     output = Path(args.workdir) / "ours"
     settings = TrainerSettings(

@@ -9,6 +9,7 @@ Every module is read with `ast`, so an import inside a function counts as much a
 from __future__ import annotations
 
 import ast
+import itertools
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -76,3 +77,66 @@ def test_every_form_of_import_is_found(tmp_path: Path) -> None:
         "shared/area/module.py:7 shared.area.module imports tools.corpus",
         "shared/area/module.py:7 shared.area.module imports tools.launch",
     ]
+
+
+def package_edges(root: Path) -> dict[tuple[str, str], list[str]]:
+    """(importer, imported) → 'path:line' for each import between two packages of shared/ (shared.<name>)."""
+    edges: dict[tuple[str, str], list[str]] = {}
+    for path in sorted((root / "shared").rglob("*.py")):
+        relative = path.relative_to(root)
+        if len(relative.parts) < 3:
+            continue
+        importer = relative.parts[1].removesuffix(".py")
+        tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        for line, name in imported_names(tree):
+            parts = name.split(".")
+            if len(parts) >= 2 and parts[0] == "shared" and parts[1] not in (importer, "protos"):
+                edges.setdefault((importer, parts[1]), []).append(f"{relative}:{line}")
+    return edges
+
+
+def package_cycle(edges: dict[tuple[str, str], list[str]]) -> list[str]:
+    """One cycle of packages (first package repeated at the end), or [] when the packages form layers."""
+    graph: dict[str, set[str]] = {}
+    for importer, imported in edges:
+        graph.setdefault(importer, set()).add(imported)
+    state: dict[str, str] = {}
+    path: list[str] = []
+
+    def visit(node: str) -> list[str]:
+        state[node] = "open"
+        path.append(node)
+        for target in sorted(graph.get(node, ())):
+            if state.get(target) == "open":
+                return [*path[path.index(target) :], target]
+            if target not in state and (cycle := visit(target)):
+                return cycle
+        state[node] = "done"
+        path.pop()
+        return []
+
+    for node in sorted(graph):
+        if node not in state and (cycle := visit(node)):
+            return cycle
+    return []
+
+
+def test_the_packages_of_the_library_form_layers() -> None:
+    edges = package_edges(REPO)
+    cycle = package_cycle(edges)
+    where = [f"{a} -> {b}: {', '.join(edges[(a, b)])}" for a, b in itertools.pairwise(cycle)]
+    assert not cycle, "an import runs back up between packages of shared/:\n" + "\n".join(where)
+
+
+def test_a_cycle_between_packages_is_found(tmp_path: Path) -> None:
+    for package, source in {
+        "low": "import shared.protos\n",
+        "middle": "from shared.low import thing\n",
+        "high": "def later():\n    from shared.middle import x\n",
+    }.items():
+        (tmp_path / "shared" / package).mkdir(parents=True)
+        (tmp_path / "shared" / package / "module.py").write_text(source)
+    assert package_cycle(package_edges(tmp_path)) == []
+    (tmp_path / "shared" / "low" / "back.py").write_text("from shared.high import y\n")
+    assert package_cycle(package_edges(tmp_path)) == ["high", "middle", "low", "high"]
+    assert package_edges(tmp_path)[("low", "high")] == ["shared/low/back.py:1"]

@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.evaluation.plots import BENIGN_METRICS, HARM_METRICS, plot_rates, plot_success_by_round
 from shared.evaluation.report import render_markdown, write_json
+from shared.evaluation.training_log import plot_curves, read_metrics
 from shared.protos.intervene.v1 import common_pb2
 
 
@@ -46,8 +47,6 @@ def write_report(
             {"round": r.round, "tried": r.tried, "succeeded": r.succeeded} for r in job.rounds
         ]
     if training_log is not None:
-        from shared.training.metrics import plot_curves
-
         plots.append(plot_curves(training_log, out_dir / "training-curves.png"))
         document["training"] = training_summary(training_log)
     written = [path for path in plots if path is not None]
@@ -60,8 +59,6 @@ def write_report(
 
 def training_summary(metrics_path: Path) -> dict[str, Any]:
     """Steps, first and last loss and reward accuracy of a trainer's metrics.jsonl."""
-    from shared.training.metrics import read_metrics
-
     steps = [r for r in read_metrics(metrics_path) if "step" in r and "loss" in r]
     summary: dict[str, Any] = {"log": str(metrics_path), "steps": steps[-1]["step"] if steps else 0}
     if steps:

@@ -3,7 +3,7 @@
 - `plot_rates`: one panel per metric (reasoning harm, response harm; or compliance, refusal, accuracy), a group of
   bars per benchmark, one bar per model (base, then each adapter), with the bootstrap intervals as error bars.
 - `plot_success_by_round`: the share of intervened rollouts made safe in each intervention round of a job.
-- Training curves come from `shared.training.metrics.plot_curves`.
+- Training curves come from `shared.evaluation.training_log.plot_curves`.
 
 Each returns None when there is nothing to draw, or when matplotlib is not installed.
 """

@@ -25,12 +25,13 @@ import torch.distributed as dist
 from shared.config.trainer import TrainerSettings
 from shared.datasets import DatasetError
 from shared.evaluation.overlap import EvalOverlapError, check_training_pairs, load_prompt_set
+from shared.evaluation.training_log import plot_curves
 from shared.training import checkpoint as ckpt
 from shared.training.data import DataReport, PairRecord, epoch_order, epoch_size, tokenize_records
 from shared.training.distributed import DistEnv, all_reduce_sum, init_distributed
 from shared.training.logprobs import SuffixScorer, score_batch
 from shared.training.loss import suffix_dpo_loss
-from shared.training.metrics import MetricsLog, plot_curves
+from shared.training.metrics import MetricsLog
 from shared.training.model import (
     LoraTargetError,
     build_model,

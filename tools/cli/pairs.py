@@ -103,8 +103,8 @@ def inspect(pairs_file, sample, seed, labels, as_json, show_text, dataset, model
     """A sample of pairs with step labels, verdicts, similarity and provenance: what the model is being taught."""
     import json
 
+    from shared.intervention.inspect import inspect_rows
     from shared.judging.registry import make_judge
-    from shared.pairs.inspect import inspect_rows
 
     rows = _rows(pairs_file, _filter(dataset, model, kind, job), address, token_file)
     if pairs_file is not None:

@@ -430,7 +430,7 @@ def _write_results(
     folder: Path, state: RunState, command: str, document, files, eval_judge_note: str, seconds: float
 ) -> Path:
     from shared.evaluation.results import RunInfo, machine, render_results
-    from shared.pairs.inspect import summarize
+    from shared.intervention.inspect import summarize
     from shared.training.data import read_rows
 
     pairs_file = folder / "pairs.jsonl"
