@@ -56,18 +56,24 @@ def _cancel_once_running(backend: GenerationBackend, cancelled: threading.Event)
 
 
 def test_concurrent_calls_answer_as_one_after_another(vllm_backend: GenerationBackend) -> None:
-    sampling = common_pb2.SamplingParams(max_reasoning_tokens=8, max_response_tokens=4, **GREEDY)
-    branches = [
-        generation_pb2.ContinueBranch(id="wait", text=" Wait,"),
-        generation_pb2.ContinueBranch(id="hmm", text=" Hmm, let me think again."),
-    ]
+    # Greedy counting: every next token wins by a wide margin, so the different float sums of a larger batch
+    # cannot flip one (a near tie did flip under a different batch in CI), while each call's own numbers show
+    # whose continuation it got. No response tokens: the reply after the reasoning closes is such a near tie.
+    sampling = common_pb2.SamplingParams(max_reasoning_tokens=8, max_response_tokens=0, **GREEDY)
     requests = [
         generation_pb2.ContinueRequest(
-            prefix=_prefix(vllm_backend, text), branches=branches, in_reasoning=True, sampling=sampling
+            prefix=_prefix(vllm_backend, "Counting: " + ", ".join(str(start + i) for i in range(6)) + ","),
+            branches=[
+                generation_pb2.ContinueBranch(id="next", text=f" {start + 6},"),
+                generation_pb2.ContinueBranch(id="after", text=f" {start + 6}, {start + 7},"),
+            ],
+            in_reasoning=True,
+            sampling=sampling,
         )
-        for text in ("The user asks about France.", "Paris is a city.", "I recall that", "Geography:", "Hmm.", "So")
+        for start in (1, 11, 21, 31, 41, 51)
     ]
     sequential = [_continuations(vllm_backend.continue_branches([request])[0]) for request in requests]
+    assert len({continuations[0][1] for continuations in sequential}) == len(requests), "each call counts its own"
 
     start = threading.Barrier(len(requests))
     most_running = 0
@@ -91,7 +97,7 @@ def test_concurrent_calls_answer_as_one_after_another(vllm_backend: GenerationBa
     watcher.join()
     assert concurrent == sequential
     # Several calls' requests were in the engine at once: no lock serialises the calls.
-    assert most_running > len(branches)
+    assert most_running > len(requests[0].branches)
 
 
 def test_a_cancelled_stream_is_aborted_in_the_engine(vllm_backend: GenerationBackend) -> None:
