@@ -47,6 +47,8 @@ class RunInfo:
     plots: list[str]
     judges: dict[str, str]
     problems: list[str] = field(default_factory=list)
+    # The bars of `shared.evaluation.targets`, one line each ("met: ..." or "**missed**: ...").
+    targets: list[str] = field(default_factory=list)
     # Wall time of the invocation that wrote the page (the stages' times add up every invocation's share).
     invocation_seconds: float = 0.0
 
@@ -136,6 +138,8 @@ def render_results(info: RunInfo) -> str:
         lines.append(render_markdown(info.evaluation).split("\n", 1)[1].strip())
     lines += ["", "## Plots", ""]
     lines += [f"![{os.path.basename(plot)}]({plot})" for plot in info.plots] or ["none"]
+    lines += ["", "## Targets", ""]
+    lines += [f"- {target}" for target in info.targets] or ["- not checked (no evaluation)"]
     lines += ["", "## What did not work", ""]
     lines += [f"- {problem}" for problem in info.problems] or ["- nothing recorded by the run"]
     return "\n".join(lines) + "\n"

@@ -430,6 +430,7 @@ def _write_results(
     folder: Path, state: RunState, command: str, document, files, eval_judge_note: str, seconds: float
 ) -> Path:
     from shared.evaluation.results import RunInfo, machine, render_results
+    from shared.evaluation.targets import check_targets
     from shared.intervention.inspect import summarize
     from shared.training.data import read_rows
 
@@ -449,6 +450,8 @@ def _write_results(
                         f"{name} {metric} ({label}): {summary_row['undetermined']} of {summary_row['items']} "
                         "undetermined (counted as the worst outcome)"
                     )
+    targets = check_targets(document, sum(state.data["seconds"].values()))
+    problems += [f"target missed: {target.name}: {target.detail}" for target in targets if not target.met]
     if not pairs_record.get("pairs"):
         problems.append("no pairs were made, so no adapter was trained")
     if pairs_record.get("unchecked"):
@@ -484,6 +487,7 @@ def _write_results(
             "evaluation scored by": eval_judge_note,
         },
         problems=problems,
+        targets=[target.line() for target in targets],
     )
     path = folder / "results.md"
     path.write_text(render_results(info), encoding="utf-8")

@@ -32,6 +32,7 @@ def test_the_page_has_every_section_and_the_generation_count() -> None:
         plots=[],
         judges={"pairs built by": "classifier"},
         problems=["xstest-safe compliance (base): 1 of 2 undetermined"],
+        targets=["**missed**: xstest-safe compliance falls by <= 10 points: 99.0% -> 5.0% (-94.0 points)"],
     )
     page = render_results(info)
     assert "total 120 s (2.0 min) over every invocation" in page
@@ -39,3 +40,5 @@ def test_the_page_has_every_section_and_the_generation_count() -> None:
     assert "round 1: 2/2" in page and "over_cap 3" in page
     assert "generations per harmful prompt: 4.00" in page
     assert "1 of 5 training prompts dropped" in page and "- xstest-safe compliance" in page
+    targets = page.split("## Targets")[1].split("## What did not work")[0]
+    assert "- **missed**: xstest-safe compliance falls by <= 10 points" in targets
