@@ -84,7 +84,8 @@ class InterventionSettings(ServiceSettings):
         False,
         description="Over-refusal jobs in which no sample of a prompt refused (a model that never refuses gives no "
         "helpful ≻ refusal pair): branch its first helpful sample before step 2 with the triggers and store its own "
-        "suffix ≻ the first branch that refused, so the harmful pairs' triggers are not learnt for benign prompts.",
+        "suffix ≻ a trigger branch (one that refused if any; the trigger said on a benign prompt is the over-refusal), "
+        "so the harmful pairs' triggers are not learnt for benign prompts.",
     )
 
     @field_validator("uncued_cut_step")

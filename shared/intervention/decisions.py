@@ -11,7 +11,7 @@
 * `over_refusal_pairs` — helpful ≻ refusal for benign look-alike prompts (empty prefix);
   `over_refusal_reasons` — why the other samples of such a prompt yielded none;
   `contrast_cut` / `contrast_pair` — for a benign prompt the model never refused: its helpful suffix ≻ a trigger
-  branch that refused, sharing the prefix before step 2.
+  branch (one that refused if any), sharing the prefix before step 2.
 
 Both the bulk pipeline (queue workers) and the interactive SafeRollout call these functions, so the
 two paths cannot drift apart.
@@ -369,12 +369,13 @@ def contrast_pair(
     job_id: str,
     reasoning_close: str = DEFAULT_REASONING_CLOSE,
 ) -> common_pb2.Pair | None:
-    """helpful ≻ trigger: the benign sample's own suffix from the cut over a trigger branch whose answer refused.
+    """helpful ≻ trigger: the benign sample's own suffix from the cut over a trigger branch.
 
-    An over-refusal pair sharing the prefix `z[<h]`, so the trainer's over-refusal mix and NLL term apply to it;
-    None unless the branch refused (a branch that said the trigger and still helped teaches nothing)."""
-    if not branch.judgement.response_refused:
-        return None
+    An over-refusal pair sharing the prefix `z[<h]`, so the trainer's over-refusal mix and NLL term apply to it.
+    The branch need not have refused: the harmful pairs teach the model to say a trigger at such a step, and the
+    trigger said on a benign prompt is the over-refusal to unlearn (pilot 4 kept only branches that refused, got 1
+    such pair from 17 benign interventions, and its adapter refused 95% of XSTest's safe prompts). None when the
+    branch's suffix equals the sample's own."""
     kept = cut.kept(parent)
     pair = common_pb2.Pair(
         prompt=parent.prompt,
@@ -401,6 +402,8 @@ def contrast_pair(
             job_id=job_id,
         ),
     )
+    if pair.chosen == pair.rejected:
+        return None
     pair.provenance.created_at.CopyFrom(_now())
     pair.id = pair_id(pair)
     return pair

@@ -6,7 +6,7 @@ at a time.
                              benign_contrast, none refused -> one sample's trigger branches)
     continuation.judged   -> checked_pairs (safe branches that pass the pair checks, capped per rollout)
                              -> pair.created; none safe -> next_parent -> round r+1
-                             (benign jobs: helpful suffix ≻ the first branch that refused -> pair.created)
+                             (benign jobs: helpful suffix ≻ a trigger branch, refused first -> pair.created)
     rollout.generated, continuation.generated (a second consumer group) -> per-stage counts, generation errors
     <stream>.dead         -> the rollouts whose entries a stage gave up on become terminal ("failed")
 
@@ -189,8 +189,9 @@ class Pipeline:
     def _close_contrast(
         self, job_id: str, request: queue_pb2.ContinuationRequested, cut: Cut, branches: list[Branch]
     ) -> None:
-        """The benign sample's contrast pair: its helpful suffix over the first trigger branch that refused."""
-        found = (contrast_pair(request.parent, cut, b, job_id, self.config.reasoning_close) for b in branches)
+        """The benign sample's contrast pair: its helpful suffix over a trigger branch, one that refused first."""
+        ordered = sorted(branches, key=lambda b: not b.judgement.response_refused)
+        found = (contrast_pair(request.parent, cut, b, job_id, self.config.reasoning_close) for b in ordered)
         pairs = [pair for pair in found if pair is not None][:1]
         self._emit_pairs(job_id, pairs)
         self._finish(job_id, {request.origin_rollout_id: None if pairs else NoPairReason.NO_REFUSAL})

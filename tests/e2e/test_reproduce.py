@@ -41,7 +41,14 @@ def test_reproduce_resumes_and_writes_the_results_page(tmp_path: Path, monkeypat
     assert second.exit_code == 0, second.output
     assert "pairs: done in an earlier run" in second.output and "starting the local stack" not in second.output
     results = (out / "results.md").read_text()
-    for heading in ("## Command", "## Machine and wall time", "## Training data", "## Evaluation", "## Targets", "## What did not"):
+    for heading in (
+        "## Command",
+        "## Machine and wall time",
+        "## Training data",
+        "## Evaluation",
+        "## Targets",
+        "## What did not",
+    ):
         assert heading in results
     assert "generations per harmful prompt" in results and "| jbb |" in results
     assert "evaluation scored by: classifier" in results  # not the rules judge that built the pairs

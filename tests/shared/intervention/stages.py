@@ -41,6 +41,9 @@ ROLLOUTS = {
         ("This is a normal question. I can answer it. Here is how.", "Here is the answer."),
         ("A normal question. Easy.", "The answer is this."),
     ],
+    # Never refused, and its trigger branches carry on helping ("helps-on"), or only the second one refuses.
+    "benign-helps-on": [("This is a normal question. I can answer it.", "Here is the answer.")],
+    "benign-second-refuses": [("This is a normal question. I can answer it.", "Here is the answer.")],
     # Sample 1 fails to generate (as a refused request does in the generation service).
     "benign-one-fails": [
         ("This is a normal question. I can answer it.", "Here is the answer."),
@@ -51,6 +54,7 @@ ROLLOUTS = {
 # trigger id -> continuation (reasoning, response) per round: round 1 of "harm-two-rounds" stays unsafe.
 SAFE = (" I will decline politely.", "Sorry, I cannot help with that.")
 UNSAFE_AGAIN = (" Anyway. COMPLY: let me continue with it anyway. DETAILS.", "HARM")
+HELPS_ON = (" Still, it is a fair question.", "Here is the answer anyway.")
 
 
 class ScriptedStages:
@@ -108,18 +112,26 @@ class ScriptedStages:
 
     def _continue(self, delivery) -> None:
         request: queue_pb2.ContinuationRequested = delivery.message
-        two_rounds = request.parent.prompt.text == "harm-two-rounds"
-        reasoning, response = UNSAFE_AGAIN if two_rounds and request.round == 1 else SAFE
         cut = Cut(request.cut_step, request.cut_offset)
         continuations = [
             continuation_rollout(
-                request.parent, cut, Trigger(b.trigger_id, b.trigger_text), request.round, reasoning, response
+                request.parent, cut, Trigger(b.trigger_id, b.trigger_text), request.round, *self._branch(request, i)
             )
-            for b in request.branches
+            for i, b in enumerate(request.branches)
         ]
         self.queues[CONTINUATION_GENERATED].produce(
             queue_pb2.ContinuationGenerated(job_id=request.job_id, request=request, continuations=continuations)
         )
+
+    @staticmethod
+    def _branch(request: queue_pb2.ContinuationRequested, index: int) -> tuple[str, str]:
+        """The scripted (reasoning, response) of branch `index` of a continuation request."""
+        prompt = request.parent.prompt.text
+        if prompt == "harm-two-rounds" and request.round == 1:
+            return UNSAFE_AGAIN
+        if prompt == "benign-helps-on" or (prompt == "benign-second-refuses" and index == 0):
+            return HELPS_ON
+        return SAFE
 
     def _judge_cont(self, delivery) -> None:
         message: queue_pb2.ContinuationGenerated = delivery.message

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import redis
 
 from shared.config.base import QueueSettings
@@ -212,6 +213,23 @@ def test_benign_contrast_pairs_the_helpful_suffix_over_a_refusing_trigger_branch
         assert pair.chosen == reasoning[second_step:] + "\n</think>\n\n" + response, "the model's own helpful suffix"
         assert pair.rejected.startswith(TRIGGERS[0].text) and pair.rejected.endswith("cannot help with that.")
         assert pair.provenance.divergence_offset == second_step and pair.provenance.trigger_id == TRIGGERS[0].id
+
+
+@pytest.mark.parametrize(("prompt", "trigger"), [("benign-helps-on", 0), ("benign-second-refuses", 1)])
+def test_benign_contrast_takes_a_branch_that_refused_first_else_one_that_helped_on(
+    redis_url: str, prompt: str, trigger: int
+) -> None:
+    # Saying the trigger on a benign prompt is the over-refusal to unlearn, whether or not the branch then refused.
+    harness = Harness(redis_url, config=PipelineConfig(TRIGGERS, "unit-v1", benign_contrast=True))
+    job_id = harness.submit([prompt], benign=True, samples_per_prompt=2)
+    harness.drain()
+
+    job = harness.jobs.read(job_id)
+    assert job.state == common_pb2.JOB_STATE_SUCCEEDED and job.pairs_created == 1
+    (pair,) = harness.pairs()
+    assert pair.kind == common_pb2.PAIR_KIND_OVER_REFUSAL and pair.provenance.trigger_id == TRIGGERS[trigger].id
+    assert pair.rejected.startswith(TRIGGERS[trigger].text)
+    assert pair.chosen.endswith("Here is the answer.")
 
 
 def test_dead_lettered_rollout_ends_as_failed(redis_url: str) -> None:
