@@ -39,7 +39,5 @@ def validate_pair(pair: common_pb2.Pair, field: str, max_field_chars: int) -> No
         raise InvalidPair(f"{field}.chosen", "equals rejected; a pair needs two different suffixes")
     if pair.kind not in (common_pb2.PAIR_KIND_HARMFUL, common_pb2.PAIR_KIND_OVER_REFUSAL):
         raise InvalidPair(f"{field}.kind", f"is {pair.kind}; it must be PAIR_KIND_HARMFUL or PAIR_KIND_OVER_REFUSAL")
-    if pair.kind == common_pb2.PAIR_KIND_OVER_REFUSAL and pair.prefix:
-        raise InvalidPair(f"{field}.prefix", "over-refusal pairs have an empty prefix")
     if pair.id and pair.id != pair_id(pair):
         raise InvalidPair(f"{field}.id", "does not match the content hash; leave it empty to have it computed")

@@ -11,6 +11,7 @@ from shared.intervention.submission import SubmitLimits, submit
 from shared.intervention.triggers import Trigger
 from shared.intervention.worker import Pipeline, PipelineConfig
 from shared.judging.steps import split
+from shared.pairs.validation import validate_pair
 from shared.protos.intervene.v1 import common_pb2, intervention_pb2, queue_pb2
 from shared.queues import (
     CONTINUATION_GENERATED,
@@ -230,6 +231,8 @@ def test_benign_contrast_takes_a_branch_that_refused_first_else_one_that_helped_
     assert pair.kind == common_pb2.PAIR_KIND_OVER_REFUSAL and pair.provenance.trigger_id == TRIGGERS[trigger].id
     assert pair.rejected.startswith(TRIGGERS[trigger].text)
     assert pair.chosen.endswith("Here is the answer.")
+    # The pair store accepts it: an over-refusal pair may share a prefix (the store refused every contrast pair).
+    validate_pair(pair, "pairs[0]", max_field_chars=10_000)
 
 
 def test_dead_lettered_rollout_ends_as_failed(redis_url: str) -> None:
