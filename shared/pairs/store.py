@@ -41,6 +41,11 @@ for i = 0, (#KEYS - 1) do
     end
     created[i + 1] = 1
   else
+    -- Stored once, by its first job; a later job that makes it again finds it under its own job too.
+    local job = ARGV[base + 4]
+    if job ~= '' then
+      redis.call('ZADD', prefix .. ':idx:job:' .. job, redis.call('ZSCORE', prefix .. ':order', id), id)
+    end
     created[i + 1] = 0
   end
 end
@@ -205,12 +210,12 @@ def _is_empty(query: pairstore_pb2.PairFilter) -> bool:
 
 
 def _matches(pair: common_pb2.Pair, query: pairstore_pb2.PairFilter) -> bool:
+    """The filter's other fields; a job's pairs are its index (`_index_key`), including ones an earlier job stored."""
     created = pair.provenance.created_at.ToNanoseconds()
     return (
         (not query.dataset or pair.prompt.dataset == query.dataset)
         and (not query.model or pair.provenance.model == query.model)
         and (not query.kind or pair.kind == query.kind)
-        and (not query.job_id or pair.provenance.job_id == query.job_id)
         and (not query.HasField("created_after") or created > query.created_after.ToNanoseconds())
         and (not query.HasField("created_before") or created < query.created_before.ToNanoseconds())
     )

@@ -24,6 +24,20 @@ def test_same_pair_twice_is_stored_once(redis_url: str) -> None:
     assert repo.stats(pairstore_pb2.PairFilter()).total == 1
 
 
+def test_a_job_that_makes_a_stored_pair_again_finds_it_under_its_own_id(redis_url: str) -> None:
+    # A second reproduce run on the same stack makes the same pairs (same prompts, seed and judge); its export by job
+    # id found none of them, and it trained on its over-refusal pairs alone.
+    repo = repository(redis_url)
+    repo.put([make_pair(1, job_id="first"), make_pair(2, job_id="first")])
+    again = repo.put([make_pair(1, job_id="second"), make_pair(3, job_id="second")])
+    assert again.created == 1 and again.existing == 1
+    second = [p.prompt.id for p in repo.export(pairstore_pb2.PairFilter(job_id="second"), 0, 1)]
+    assert second == ["p1", "p3"]
+    assert [p.prompt.id for p in repo.export(pairstore_pb2.PairFilter(job_id="first"), 0, 1)] == ["p1", "p2"]
+    assert repo.get(again.ids[0]).provenance.job_id == "first", "the stored pair keeps its first provenance"
+    assert repo.stats(pairstore_pb2.PairFilter(job_id="second")).total == 2
+
+
 def test_get_returns_stored_pair_with_created_at(redis_url: str) -> None:
     repo = repository(redis_url)
     (identifier,) = repo.put([make_pair(7)]).ids
