@@ -45,10 +45,11 @@ EVAL_BENCHMARKS = ("jbb", "strongreject", "xstest-safe", "xstest-unsafe", "gsm8k
 DECONTAMINATE_AGAINST = ("jbb", "strongreject", "harmbench-test", "xstest-safe", "xstest-unsafe")
 # The paper's over-refusal set when the data folder has it, else the built-in look-alikes; neither is evaluated on.
 BENIGN_SETS = ("star1-benign", "benign-lookalikes")
-# Reasoning budget: long enough that a trace is not cut before it turns toward complying and that a continuation has
-# room to change course after the trigger (the demo's 64 tokens are a few sentences; the service's default is 512).
-REASONING_TOKENS = 256
-RESPONSE_TOKENS = 128
+# The defaults are pilot 6's measured configuration (docs/results.md): the closest to the paper's bars of the
+# configurations tried that fits an hour on a 2-core CPU (about 53 min from a fresh folder). Reasoning budget: long
+# enough that a trace turns toward complying before it is cut (the demo's 64 tokens are a few sentences).
+REASONING_TOKENS = 96
+RESPONSE_TOKENS = 48
 OVER_REFUSAL_FRACTION = 0.25
 # SmolLM2-135M complies from its first sentence, so its judged-unsafe traces rarely hold a cue from step 2 on (57 of 62
 # in a 158-prompt run): cut those at their first unsafe step from 2 on, else at step 2, the paper's earliest cut.
@@ -151,13 +152,13 @@ def _eval_judge(requested: str | None, pairs_judge: str, llm_url: str | None) ->
 )
 @click.option("--fresh", is_flag=True, help="Delete --out-dir and start over.")
 @click.option("--dataset", default="star1", show_default=True, help="Harmful training prompts (a set or file).")
-@click.option("--limit", type=click.IntRange(min=0), default=1000, show_default=True, help="Training prompts (0: all).")
+@click.option("--limit", type=click.IntRange(min=0), default=130, show_default=True, help="Training prompts (0: all).")
 @click.option("--benign-dataset", default=None, help=f"Over-refusal prompts (default: the first of {BENIGN_SETS}).")
 @click.option(
-    "--benign-limit", type=click.IntRange(min=0), default=0, show_default=True, help="Benign prompts (0: all)."
+    "--benign-limit", type=click.IntRange(min=0), default=40, show_default=True, help="Benign prompts (0: all)."
 )
 @click.option(
-    "--benign-samples", type=click.IntRange(min=2), default=4, show_default=True, help="Rollouts per benign prompt."
+    "--benign-samples", type=click.IntRange(min=2), default=2, show_default=True, help="Rollouts per benign prompt."
 )
 @click.option(
     "--samples", type=click.IntRange(min=1), default=1, show_default=True, help="Rollouts per harmful prompt."
@@ -169,7 +170,7 @@ def _eval_judge(requested: str | None, pairs_judge: str, llm_url: str | None) ->
 @click.option(
     "--judge",
     type=click.Choice(["classifier", "rules"]),
-    default="classifier",
+    default="rules",
     show_default=True,
     help="Judge that finds cues and builds the pairs.",
 )
@@ -187,12 +188,12 @@ def _eval_judge(requested: str | None, pairs_judge: str, llm_url: str | None) ->
     show_default=True,
     help="Cut unsafe traces without a cue from step 2 on at their first unsafe step, else at this step (0: skip).",
 )
-@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=2.0, show_default=True)
+@click.option("--epochs", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True)
 @click.option("--train-steps", type=click.IntRange(min=0), default=0, help="Optimizer steps (0: from --epochs).")
-@click.option("--lr", type=float, default=5e-5, show_default=True, help="Peak learning rate (LoRA).")
+@click.option("--lr", type=float, default=2e-4, show_default=True, help="Peak learning rate (LoRA).")
 @click.option("--beta", type=float, default=0.1, show_default=True, help="DPO beta.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=4, show_default=True, help="Pairs per micro-batch.")
-@click.option("--grad-accumulation", type=click.IntRange(min=1), default=4, show_default=True)
+@click.option("--grad-accumulation", type=click.IntRange(min=1), default=2, show_default=True)
 @click.option(
     "--over-refusal-fraction",
     type=click.FloatRange(0, 1, max_open=True),
