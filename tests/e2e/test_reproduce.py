@@ -52,7 +52,7 @@ def test_reproduce_resumes_and_writes_the_results_page(tmp_path: Path, monkeypat
         assert heading in results
     assert "generations per harmful prompt" in results and "| jbb |" in results
     assert "evaluation scored by: classifier" in results  # not the rules judge that built the pairs
-    assert "reasoning harm falls >= 30% relative" in results.split("## Targets")[1]
+    assert "the run takes <= 60 minutes" in results.split("## Targets")[1]  # no adapter here: the time bar only
 
     third = CliRunner().invoke(cli, ["reproduce", *TINY])
     assert third.exit_code == 0, third.output
